@@ -1,0 +1,112 @@
+/**
+ * Start the *built* Bulwark server (dist/cli/main.js) on a loopback port, as a user would
+ * with `bulwark serve`. Used by e2e tests, crash tests and the benchmark.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+export const cliPath = join(repoRoot, 'dist', 'cli', 'main.js');
+
+export interface RunningServer {
+  /** e.g. http://127.0.0.1:40123 */
+  readonly url: string;
+  /** e.g. 127.0.0.1:40123 (what skopeo/podman call the registry) */
+  readonly host: string;
+  readonly port: number;
+  readonly dataDir: string;
+  readonly child: ChildProcess;
+  /** Graceful stop (SIGTERM) and wait for exit. Keeps the data dir. */
+  stop(): Promise<void>;
+  /** kill -9, wait for exit. Keeps the data dir. */
+  kill(): Promise<void>;
+  /** Stop and delete the data dir (unless it was passed in). */
+  dispose(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', rej);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+      srv.close(() => res(port));
+    });
+  });
+}
+
+export interface StartOptions {
+  dataDir?: string;
+  port?: number;
+  /** extra CLI args after `serve` */
+  args?: string[];
+  env?: Record<string, string>;
+  /** forward the server's stderr to ours */
+  verbose?: boolean;
+}
+
+export async function startServer(opts: StartOptions = {}): Promise<RunningServer> {
+  const ownsDir = opts.dataDir === undefined;
+  const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'bulwark-test-')));
+  const port = opts.port ?? (await freePort());
+  const host = `127.0.0.1:${port}`;
+  const child = spawn(
+    process.execPath,
+    [cliPath, 'serve', '--listen', host, '--data-dir', dataDir, ...(opts.args ?? [])],
+    {
+      env: { ...process.env, BULWARK_LOG_LEVEL: process.env.BULWARK_LOG_LEVEL ?? 'warn', ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let output = '';
+  const collect = (b: Buffer): void => {
+    if (output.length < 64 * 1024) output += b.toString();
+    if (opts.verbose === true) process.stderr.write(b);
+  };
+  child.stdout?.on('data', collect);
+  child.stderr?.on('data', collect);
+  const exited = new Promise<void>((res) => child.once('exit', () => res()));
+
+  // Wait until GET /v2/ answers (any status), or the child dies.
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`bulwark exited during start (code ${String(child.exitCode)}):\n${output}`);
+    }
+    try {
+      const r = await fetch(`http://${host}/v2/`);
+      await r.arrayBuffer();
+      break;
+    } catch {
+      if (Date.now() > deadline) {
+        child.kill('SIGKILL');
+        throw new Error(`bulwark did not start within 20s:\n${output}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  const waitExit = async (signal: NodeJS.Signals): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    await exited;
+  };
+  return {
+    url: `http://${host}`,
+    host,
+    port,
+    dataDir,
+    child,
+    stop: () => waitExit('SIGTERM'),
+    kill: () => waitExit('SIGKILL'),
+    dispose: async () => {
+      await waitExit('SIGTERM');
+      if (ownsDir) await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
