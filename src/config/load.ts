@@ -1,0 +1,111 @@
+/**
+ * Load configuration once: defaults < config file (JSON) < environment < command-line flags.
+ * Every value is validated; all problems are reported together; the result is frozen.
+ */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { OPTIONS, type Config, type OptionSpec } from './schema.js';
+
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID';
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export interface LoadSources {
+  env?: NodeJS.ProcessEnv;
+  /** values from command-line flags, by option key */
+  flags?: Record<string, string | undefined>;
+  /** path of a JSON config file */
+  file?: string | undefined;
+  /** already-typed overrides by key (tests) */
+  overrides?: Record<string, unknown>;
+}
+
+function fromFile(path: string): Record<string, unknown> {
+  const doc = JSON.parse(readFileSync(path, 'utf8')) as unknown;
+  const flat: Record<string, unknown> = {};
+  const walk = (v: unknown, prefix: string): void => {
+    if (typeof v === 'object' && v !== null && !Array.isArray(v)) {
+      for (const [k, x] of Object.entries(v)) walk(x, prefix === '' ? k : `${prefix}.${k}`);
+    } else flat[prefix] = v;
+  };
+  walk(doc, '');
+  return flat;
+}
+
+function parseAddress(s: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(s);
+  if (m === null) return undefined;
+  const port = Number(m[3]);
+  if (port > 65535) return undefined;
+  return { host: m[1] ?? m[2] ?? '', port };
+}
+
+function coerce(spec: OptionSpec, raw: unknown, problems: string[]): unknown {
+  const bad = (why: string): undefined => {
+    problems.push(`${spec.key} (${spec.env}): ${why}`);
+    return undefined;
+  };
+  switch (spec.type) {
+    case 'string':
+      return typeof raw === 'string' ? raw : bad('must be a string');
+    case 'boolean':
+      if (typeof raw === 'boolean') return raw;
+      if (raw === 'true' || raw === '1') return true;
+      if (raw === 'false' || raw === '0') return false;
+      return bad('must be true or false');
+    case 'integer': {
+      const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^-?\d+$/.test(raw) ? Number(raw) : NaN;
+      if (!Number.isSafeInteger(n)) return bad('must be an integer');
+      if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) {
+        return bad(`must be between ${spec.min} and ${spec.max}`);
+      }
+      return n;
+    }
+    case 'enum':
+      return typeof raw === 'string' && spec.values?.includes(raw) === true ? raw : bad(`must be one of ${spec.values?.join(', ')}`);
+    case 'address':
+      return (typeof raw === 'string' ? parseAddress(raw) : undefined) ?? bad('must be host:port');
+  }
+}
+
+function setPath(target: Record<string, unknown>, key: string, value: unknown): void {
+  const parts = key.split('.');
+  let node = target;
+  for (const p of parts.slice(0, -1)) {
+    node[p] ??= {};
+    node = node[p] as Record<string, unknown>;
+  }
+  node[parts[parts.length - 1] ?? key] = value;
+}
+
+function deepFreeze<T>(o: T): T {
+  if (typeof o === 'object' && o !== null) {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
+
+export function loadConfig(sources: LoadSources = {}): Config {
+  const env = sources.env ?? {};
+  const file = sources.file !== undefined ? fromFile(sources.file) : {};
+  const known = new Set(OPTIONS.map((o) => o.key));
+  const problems = Object.keys(file).filter((k) => !known.has(k)).map((k) => `${k}: unknown option in config file`);
+  const out: Record<string, unknown> = {};
+  const raws = new Map<string, unknown>();
+  for (const spec of OPTIONS) {
+    const raw = sources.overrides?.[spec.key] ?? sources.flags?.[spec.key] ?? env[spec.env] ?? file[spec.key] ?? spec.default;
+    raws.set(spec.key, raw);
+    setPath(out, spec.key, coerce(spec, raw, problems));
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  const dataDir = resolve(out.dataDir as string);
+  out.dataDir = dataDir;
+  const audit = out.audit as { file: string };
+  if (audit.file !== '') audit.file = resolve(audit.file.replace('${dataDir}', dataDir));
+  return deepFreeze(out) as unknown as Config;
+}

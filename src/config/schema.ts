@@ -1,0 +1,60 @@
+/**
+ * The one configuration schema. Each option is declared once, with its environment variable,
+ * type, default and documentation; docs/configuration.md is generated from this table
+ * (`bulwark config-docs`) and a test keeps the two in sync.
+ */
+
+export type OptionType = 'string' | 'integer' | 'boolean' | 'enum' | 'address';
+
+export interface OptionSpec {
+  /** dotted path in the config file and in Config */
+  readonly key: string;
+  readonly env: string;
+  /** command-line flag of `bulwark serve`, when there is one */
+  readonly flag?: string;
+  readonly type: OptionType;
+  readonly values?: readonly string[];
+  readonly min?: number;
+  readonly max?: number;
+  /** default; a string containing `${dataDir}` is resolved against the data folder */
+  readonly default: string | number | boolean;
+  readonly doc: string;
+}
+
+export const OPTIONS: readonly OptionSpec[] = [
+  { key: 'listen', env: 'BULWARK_LISTEN', flag: '--listen', type: 'address', default: '127.0.0.1:5000', doc: 'Address and port to serve on, `host:port` (IPv6 as `[::1]:5000`).' },
+  { key: 'dataDir', env: 'BULWARK_DATA_DIR', flag: '--data-dir', type: 'string', default: './data', doc: 'Folder for the embedded blob store, the SQLite metadata and the audit log; created on first start.' },
+  { key: 'storage.blobDriver', env: 'BULWARK_STORAGE_BLOB_DRIVER', type: 'enum', values: ['filesystem', 'memory'], default: 'filesystem', doc: 'Blob store implementation. `memory` keeps nothing across restarts (tests only).' },
+  { key: 'storage.metadataDriver', env: 'BULWARK_STORAGE_METADATA_DRIVER', type: 'enum', values: ['sqlite', 'memory'], default: 'sqlite', doc: 'Metadata store implementation. `memory` keeps nothing across restarts (tests only).' },
+  { key: 'storage.deleteEnabled', env: 'BULWARK_STORAGE_DELETE_ENABLED', type: 'boolean', default: true, doc: 'Allow `DELETE` of manifests, tags and blobs. When false those requests get 405 `METHOD_NOT_ALLOWED`.' },
+  { key: 'limits.manifestMaxBytes', env: 'BULWARK_LIMITS_MANIFEST_MAX_BYTES', type: 'integer', min: 1024, max: 64 * 1024 * 1024, default: 4 * 1024 * 1024, doc: 'Largest manifest accepted on `PUT`; larger bodies get 413 `MANIFEST_TOO_LARGE`.' },
+  { key: 'limits.listMax', env: 'BULWARK_LIMITS_LIST_MAX', type: 'integer', min: 1, max: 100000, default: 10000, doc: 'Most entries one page of tags, catalog or referrers returns; a `Link` header points at the next page.' },
+  { key: 'limits.blobMaxBytes', env: 'BULWARK_LIMITS_BLOB_MAX_BYTES', type: 'integer', min: 0, max: Number.MAX_SAFE_INTEGER, default: 0, doc: 'Largest blob accepted, in bytes; 0 means no limit.' },
+  { key: 'uploads.purgeAfterSeconds', env: 'BULWARK_UPLOADS_PURGE_AFTER_SECONDS', type: 'integer', min: 1, max: 30 * 86400, default: 86400, doc: 'Upload sessions untouched for this long are deleted.' },
+  { key: 'uploads.purgeIntervalSeconds', env: 'BULWARK_UPLOADS_PURGE_INTERVAL_SECONDS', type: 'integer', min: 1, max: 86400, default: 600, doc: 'How often abandoned upload sessions are looked for.' },
+  { key: 'uploads.chunkMinLength', env: 'BULWARK_UPLOADS_CHUNK_MIN_LENGTH', type: 'integer', min: 0, max: 1024 * 1024 * 1024, default: 0, doc: 'When above 0, announced as `OCI-Chunk-Min-Length` on upload creation: the smallest chunk clients should send (the last one excepted).' },
+  { key: 'http.headersTimeoutMs', env: 'BULWARK_HTTP_HEADERS_TIMEOUT_MS', type: 'integer', min: 100, max: 600000, default: 30000, doc: 'Time a client has to send the complete request headers (slow-loris protection).' },
+  { key: 'http.idleTimeoutMs', env: 'BULWARK_HTTP_IDLE_TIMEOUT_MS', type: 'integer', min: 100, max: 3600000, default: 60000, doc: 'A connection (or request body) that sends nothing for this long is closed; an interrupted upload chunk is rolled back.' },
+  { key: 'http.keepAliveTimeoutMs', env: 'BULWARK_HTTP_KEEP_ALIVE_TIMEOUT_MS', type: 'integer', min: 100, max: 600000, default: 65000, doc: 'How long an idle keep-alive connection stays open.' },
+  { key: 'http.maxHeaderBytes', env: 'BULWARK_HTTP_MAX_HEADER_BYTES', type: 'integer', min: 1024, max: 1024 * 1024, default: 16384, doc: 'Largest request header block; larger gets 431.' },
+  { key: 'http.shutdownTimeoutMs', env: 'BULWARK_HTTP_SHUTDOWN_TIMEOUT_MS', type: 'integer', min: 0, max: 600000, default: 30000, doc: 'On SIGTERM/SIGINT, how long in-flight requests may take to finish before the process exits anyway.' },
+  { key: 'audit.file', env: 'BULWARK_AUDIT_FILE', type: 'string', default: '${dataDir}/audit.log', doc: 'JSON-lines audit log of every registry operation; empty string disables it.' },
+  { key: 'log.level', env: 'BULWARK_LOG_LEVEL', type: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', doc: 'Server log level (structured JSON on stdout).' },
+];
+
+export interface Config {
+  readonly listen: { readonly host: string; readonly port: number };
+  readonly dataDir: string;
+  readonly storage: { readonly blobDriver: 'filesystem' | 'memory'; readonly metadataDriver: 'sqlite' | 'memory'; readonly deleteEnabled: boolean };
+  readonly limits: { readonly manifestMaxBytes: number; readonly listMax: number; readonly blobMaxBytes: number };
+  readonly uploads: { readonly purgeAfterSeconds: number; readonly purgeIntervalSeconds: number; readonly chunkMinLength: number };
+  readonly http: {
+    readonly headersTimeoutMs: number;
+    readonly idleTimeoutMs: number;
+    readonly keepAliveTimeoutMs: number;
+    readonly maxHeaderBytes: number;
+    readonly shutdownTimeoutMs: number;
+  };
+  readonly audit: { readonly file: string };
+  readonly log: { readonly level: string };
+}

@@ -1,0 +1,71 @@
+/**
+ * The one place errors become HTTP responses: the OCI error envelope
+ * `{"errors":[{"code","message","detail"}]}` with the status registered for the code.
+ * Anything unrecognised is logged with the request id and answered UNKNOWN/500, never leaking
+ * internals.
+ */
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { describeError, isRegistryError, type ErrorCode } from '../oci/index.js';
+
+export function envelope(code: ErrorCode, message: string, detail?: unknown): string {
+  return JSON.stringify({ errors: [{ code, message, ...(detail !== undefined ? { detail } : {}) }] });
+}
+
+/** Map errors raised by fastify or node itself (not ours) to a registered code by status. */
+function codeForStatus(status: number): ErrorCode {
+  switch (status) {
+    case 404:
+      return 'NOT_FOUND';
+    case 405:
+      return 'METHOD_NOT_ALLOWED';
+    case 413:
+      return 'SIZE_INVALID';
+    case 415:
+      return 'UNSUPPORTED';
+    case 416:
+      return 'RANGE_INVALID';
+    case 429:
+      return 'TOOMANYREQUESTS';
+    case 503:
+      return 'UNAVAILABLE';
+    default:
+      return status >= 400 && status < 500 ? 'BAD_REQUEST' : 'UNKNOWN';
+  }
+}
+
+function isClientAbort(e: unknown): boolean {
+  const code = (e as { code?: unknown }).code;
+  return code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ABORT_ERR' || (e as Error).message === 'aborted';
+}
+
+export function handleError(this: unknown, err: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): void {
+  let code: ErrorCode;
+  let message: string;
+  let detail: unknown;
+  if (isRegistryError(err)) {
+    ({ code, message, detail } = err);
+    for (const [k, v] of Object.entries(err.headers)) void reply.header(k, v);
+  } else if (isClientAbort(err)) {
+    // The client went away mid-body; the storage layer already rolled the write back.
+    code = 'BLOB_UPLOAD_INVALID';
+    message = 'request body was not received completely';
+  } else {
+    const status = (err as FastifyError).statusCode;
+    if (typeof status === 'number' && status >= 400 && status < 500) {
+      code = codeForStatus(status);
+      message = describeError(code).message;
+    } else {
+      request.log.error({ err, reqId: request.id }, 'failed to handle request');
+      code = 'UNKNOWN';
+      message = `internal error (request id ${request.id})`;
+    }
+  }
+  const d = describeError(code);
+  if (reply.sent || reply.raw.headersSent) {
+    reply.raw.destroy();
+    return;
+  }
+  void reply.code(d.httpStatus).header('content-type', 'application/json; charset=utf-8');
+  // HEAD responses carry no body (RFC 9110 §9.3.2); the status says enough.
+  void reply.send(request.method === 'HEAD' ? undefined : envelope(code, message, detail));
+}

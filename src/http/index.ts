@@ -1,0 +1,2 @@
+export { createHttpServer } from './server.js';
+export { handleError, envelope } from './error-handler.js';

@@ -1,0 +1,57 @@
+/** Tags list, catalog and referrers (distribution-spec "Content discovery"). */
+import { MediaType, registryError, type Digest } from '../oci/index.js';
+import type { RegistryDeps } from './context.js';
+
+export interface ListPage<T> {
+  readonly items: T[];
+  /** the `last` value of the next page, when there may be one */
+  readonly next: string | undefined;
+}
+
+export interface ReferrerDescriptor {
+  mediaType: string;
+  digest: Digest;
+  size: number;
+  artifactType?: string;
+  annotations?: Record<string, string>;
+}
+
+export class ListingService {
+  constructor(private readonly deps: RegistryDeps) {}
+
+  private clamp(n: number | undefined): number {
+    const max = this.deps.config.limits.listMax;
+    return n === undefined ? max : Math.min(n, max);
+  }
+
+  async tags(repository: string, n: number | undefined, last: string | undefined): Promise<ListPage<string>> {
+    if (!(await this.deps.meta.repositoryExists(repository))) throw registryError('NAME_UNKNOWN', undefined, { detail: { name: repository } });
+    const size = this.clamp(n);
+    const items = size === 0 ? [] : await this.deps.meta.listTags(repository, { n: size, last });
+    return { items, next: items.length === size && size > 0 ? items[items.length - 1] : undefined };
+  }
+
+  async catalog(n: number | undefined, last: string | undefined): Promise<ListPage<string>> {
+    const size = this.clamp(n);
+    const items = size === 0 ? [] : await this.deps.meta.listRepositories({ n: size, last });
+    return { items, next: items.length === size && size > 0 ? items[items.length - 1] : undefined };
+  }
+
+  /** An image index of the manifests whose subject is `subject` (spec "Listing Referrers"). */
+  async referrers(repository: string, subject: Digest, artifactType: string | undefined, last: string | undefined, n: number | undefined): Promise<ListPage<ReferrerDescriptor>> {
+    if (!(await this.deps.meta.repositoryExists(repository))) throw registryError('NAME_UNKNOWN', undefined, { detail: { name: repository } });
+    const size = this.clamp(n);
+    const all = await this.deps.meta.listReferrers(repository, subject, artifactType);
+    const from = last === undefined ? all : all.filter((m) => m.digest > last);
+    const page = from.slice(0, size);
+    const items = page.map((m) => {
+      const d: ReferrerDescriptor = { mediaType: m.mediaType, digest: m.digest, size: m.size };
+      if (m.artifactType !== undefined) d.artifactType = m.artifactType;
+      if (m.annotations !== undefined) d.annotations = { ...m.annotations };
+      return d;
+    });
+    return { items, next: from.length > size ? page[page.length - 1]?.digest : undefined };
+  }
+}
+
+export const REFERRERS_MEDIA_TYPE = MediaType.OciIndex;

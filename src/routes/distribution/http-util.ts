@@ -1,0 +1,122 @@
+/** Small helpers shared by the distribution routes: request parsing and common headers. */
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { IncomingMessage } from 'node:http';
+import { parseDigest, registryError, type Digest } from '../../oci/index.js';
+import type { ByteRange } from '../../storage/index.js';
+import type { OpContext } from '../../registry/index.js';
+
+export function opContext(req: FastifyRequest): OpContext {
+  const ua = req.headers['user-agent'];
+  return { client: { address: req.ip, userAgent: typeof ua === 'string' ? ua.slice(0, 512) : '', requestId: req.id } };
+}
+
+/** Query parameters from the raw URL; a repeated parameter is a client error. */
+export function query(req: FastifyRequest): URLSearchParams {
+  const raw = req.raw.url ?? '';
+  const i = raw.indexOf('?');
+  return new URLSearchParams(i < 0 ? '' : raw.slice(i + 1));
+}
+
+export function single(q: URLSearchParams, name: string): string | undefined {
+  const all = q.getAll(name);
+  if (all.length > 1) throw registryError('BAD_REQUEST', `query parameter ${name} given more than once`);
+  return all[0];
+}
+
+export function digestParam(q: URLSearchParams, name: string): Digest | undefined {
+  const v = single(q, name);
+  return v === undefined ? undefined : parseDigest(v);
+}
+
+/** `n` for pagination: a non-negative integer. */
+export function pageSize(q: URLSearchParams): number | undefined {
+  const v = single(q, 'n');
+  if (v === undefined) return undefined;
+  if (!/^\d{1,9}$/.test(v)) throw registryError('BAD_REQUEST', 'n must be a non-negative integer');
+  return Number(v);
+}
+
+/** Content-Length as a number, or undefined for chunked bodies. */
+export function contentLength(raw: IncomingMessage): number | undefined {
+  const v = raw.headers['content-length'];
+  if (v === undefined) return undefined;
+  if (!/^\d{1,16}$/.test(v)) throw registryError('SIZE_INVALID', 'invalid Content-Length');
+  return Number(v);
+}
+
+/** Whether the request carries a body at all (Content-Length > 0 or chunked). */
+export function hasBody(raw: IncomingMessage): boolean {
+  const len = raw.headers['content-length'];
+  return (len !== undefined && len !== '0') || raw.headers['transfer-encoding'] !== undefined;
+}
+
+/** `Content-Range: <start>-<end>` of a PATCH (spec "Pushing a blob in chunks"). */
+export function contentRange(raw: IncomingMessage): ByteRange | undefined {
+  const v = raw.headers['content-range'];
+  if (v === undefined) return undefined;
+  const m = /^(?:bytes[ =])?(\d{1,16})-(\d{1,16})(?:\/(?:\d{1,16}|\*))?$/.exec(v.trim());
+  const start = Number(m?.[1]);
+  const end = Number(m?.[2]);
+  if (m === null || end < start) throw registryError('RANGE_INVALID', 'invalid Content-Range: expected <start>-<end>');
+  return { start, end };
+}
+
+/** A single `Range: bytes=` request (RFC 9110 §14.1.2); undefined = serve everything. */
+export function requestedRange(header: string | undefined, size: number): ByteRange | undefined {
+  if (header === undefined) return undefined;
+  const m = /^bytes=(\d{0,16})-(\d{0,16})$/.exec(header.trim());
+  if (m === null) return undefined; // malformed or multi-range: ignore, serve the whole blob
+  const [, a = '', b = ''] = m;
+  if (a === '' && b === '') return undefined;
+  const unsatisfiable = (): never => {
+    throw registryError('RANGE_INVALID', 'requested range not satisfiable', { headers: { 'Content-Range': `bytes */${size}` } });
+  };
+  if (a === '') {
+    const suffix = Number(b);
+    if (suffix === 0 || size === 0) unsatisfiable();
+    return { start: Math.max(0, size - suffix), end: size - 1 };
+  }
+  const start = Number(a);
+  if (start >= size) unsatisfiable();
+  const end = b === '' ? size - 1 : Math.min(Number(b), size - 1);
+  return end < start ? undefined : { start, end };
+}
+
+/** Read a bounded body into memory (manifests). Oversized → MANIFEST_TOO_LARGE before buffering. */
+export async function readBounded(raw: IncomingMessage, max: number): Promise<Buffer> {
+  const declared = contentLength(raw);
+  if (declared !== undefined && declared > max) {
+    raw.resume();
+    throw registryError('MANIFEST_TOO_LARGE', `manifest is larger than ${max} bytes`);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of raw as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > max) throw registryError('MANIFEST_TOO_LARGE', `manifest is larger than ${max} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, size);
+}
+
+export function uploadLocation(name: string, id: string): string {
+  return `/v2/${name}/blobs/uploads/${id}`;
+}
+
+/** Headers every upload-session response carries (spec: Location, Range, Docker-Upload-UUID). */
+export function sendUploadState(reply: FastifyReply, name: string, id: string, size: number, status: number): void {
+  void reply
+    .code(status)
+    .header('Location', uploadLocation(name, id))
+    .header('Range', `0-${Math.max(0, size - 1)}`)
+    .header('Docker-Upload-UUID', id)
+    .header('Content-Length', '0')
+    .send();
+}
+
+/** A Link header for the next page (RFC 8288), as the spec's tags and catalog pagination use. */
+export function nextLink(path: string, params: Record<string, string | undefined>): string {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined) q.set(k, v);
+  return `<${path}?${q.toString()}>; rel="next"`;
+}

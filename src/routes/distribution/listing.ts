@@ -1,0 +1,49 @@
+/** `/v2/<name>/tags/list`, `/v2/_catalog` and `/v2/<name>/referrers/<digest>` (content discovery). */
+import { parseDigest, isMediaTypeString, registryError } from '../../oci/index.js';
+import { REFERRERS_MEDIA_TYPE, type Registry } from '../../registry/index.js';
+import { nextLink, pageSize, query, single } from './http-util.js';
+import type { ResourceHandlers } from './router.js';
+
+export function tagsRoutes(registry: Registry): ResourceHandlers<{ name: string }> {
+  return {
+    GET: async (req, reply, { name }) => {
+      const q = query(req);
+      const n = pageSize(q);
+      const page = await registry.listing.tags(name, n, single(q, 'last'));
+      if (page.next !== undefined) void reply.header('Link', nextLink(`/v2/${name}/tags/list`, { n: String(n ?? page.items.length), last: page.next }));
+      void reply.code(200).header('Content-Type', 'application/json').send(JSON.stringify({ name, tags: page.items }));
+    },
+  };
+}
+
+export function catalogRoutes(registry: Registry): ResourceHandlers<Record<string, never>> {
+  return {
+    GET: async (req, reply) => {
+      const q = query(req);
+      const n = pageSize(q);
+      const page = await registry.listing.catalog(n, single(q, 'last'));
+      if (page.next !== undefined) void reply.header('Link', nextLink('/v2/_catalog', { n: String(n ?? page.items.length), last: page.next }));
+      void reply.code(200).header('Content-Type', 'application/json').send(JSON.stringify({ repositories: page.items }));
+    },
+  };
+}
+
+export function referrersRoutes(registry: Registry): ResourceHandlers<{ name: string; digest: string }> {
+  return {
+    GET: async (req, reply, { name, digest }) => {
+      const subject = parseDigest(digest);
+      const q = query(req);
+      const artifactType = single(q, 'artifactType');
+      if (artifactType !== undefined && !isMediaTypeString(artifactType)) throw registryError('BAD_REQUEST', 'artifactType must be a media type');
+      const last = single(q, 'last');
+      const n = pageSize(q);
+      const page = await registry.listing.referrers(name, subject, artifactType, last, n);
+      if (artifactType !== undefined) void reply.header('OCI-Filters-Applied', 'artifactType');
+      if (page.next !== undefined) {
+        void reply.header('Link', nextLink(`/v2/${name}/referrers/${subject}`, { artifactType, n: n === undefined ? undefined : String(n), last: page.next }));
+      }
+      const index = { schemaVersion: 2, mediaType: REFERRERS_MEDIA_TYPE, manifests: page.items };
+      void reply.code(200).header('Content-Type', REFERRERS_MEDIA_TYPE).send(JSON.stringify(index));
+    },
+  };
+}

@@ -1,0 +1,82 @@
+/**
+ * BlobStore: content-addressed bytes, shared by every repository (identical content is stored
+ * once), plus the upload sessions that produce them.
+ *
+ * Contract (every implementation passes test/testkit/blob-store-suite.ts):
+ * - A blob, once visible through `stat`/`read`, is complete, durable and its bytes hash to its
+ *   digest. Commits are atomic: readers never see a partial blob.
+ * - `appendUpload` either appends the whole body or nothing: on error (client abort, size limit,
+ *   abort signal) the session is rolled back to its previous size and stays usable.
+ * - Concurrent appends to one session are refused (BLOB_UPLOAD_INVALID), never interleaved.
+ * - `commitUpload` recomputes the digest; on mismatch it throws DIGEST_INVALID and discards
+ *   the session. Committing content that is already stored is a no-op that succeeds.
+ * - Missing blobs throw BLOB_UNKNOWN; missing sessions throw BLOB_UPLOAD_UNKNOWN.
+ */
+import type { Readable } from 'node:stream';
+import type { Digest } from '../oci/index.js';
+
+export interface BlobInfo {
+  readonly digest: Digest;
+  readonly size: number;
+}
+
+export interface ByteRange {
+  /** first byte, inclusive */
+  readonly start: number;
+  /** last byte, inclusive */
+  readonly end: number;
+}
+
+export interface UploadInfo {
+  readonly id: string;
+  readonly repository: string;
+  readonly size: number;
+  readonly startedAt: number;
+  readonly updatedAt: number;
+}
+
+export interface AppendOptions {
+  /** the session size the client believes it is appending at; mismatch → RANGE_INVALID (416) */
+  readonly offset?: number;
+  /** exact number of bytes expected (Content-Length); fewer or more → SIZE_INVALID */
+  readonly length?: number;
+  /** abort the append (request closed, server shutting down) */
+  readonly signal?: AbortSignal;
+}
+
+export interface BlobCheck {
+  readonly digest: Digest;
+  readonly ok: boolean;
+  readonly problem?: string;
+}
+
+export interface BlobStore {
+  /** Size of a stored blob, or undefined when absent. */
+  stat(digest: Digest): Promise<BlobInfo | undefined>;
+  /** Stream a stored blob, optionally a byte range. Throws BLOB_UNKNOWN. */
+  read(digest: Digest, range?: ByteRange): Promise<Readable>;
+  /** Read a small stored blob whole (manifests). Throws BLOB_UNKNOWN. */
+  readAll(digest: Digest): Promise<Buffer>;
+  /** Store a small buffer atomically under its digest (manifests). */
+  put(data: Buffer, digest: Digest): Promise<BlobInfo>;
+  /** Remove a blob's bytes. Returns false when it was not there. */
+  delete(digest: Digest): Promise<boolean>;
+  /** Every stored digest (fsck, garbage collection). */
+  list(): AsyncIterable<Digest>;
+  /** Recompute a stored blob's digest (fsck). */
+  verify(digest: Digest): Promise<BlobCheck>;
+  /** Move a blob aside so it is no longer served (fsck --repair). */
+  quarantine(digest: Digest): Promise<void>;
+
+  startUpload(id: string, repository: string): Promise<UploadInfo>;
+  getUpload(id: string): Promise<UploadInfo | undefined>;
+  /** Append a body to a session; returns the new session size. */
+  appendUpload(id: string, body: Readable, opts?: AppendOptions): Promise<number>;
+  /** Verify the digest and move the bytes into the store; the session ends either way. */
+  commitUpload(id: string, digest: Digest): Promise<BlobInfo>;
+  cancelUpload(id: string): Promise<boolean>;
+  /** Sessions not touched since `before` (ms since epoch), for purging. */
+  staleUploads(before: number): Promise<string[]>;
+
+  close(): Promise<void>;
+}

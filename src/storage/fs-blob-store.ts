@@ -1,0 +1,275 @@
+/**
+ * Filesystem BlobStore. Bytes are hashed while they stream into the session file; a commit
+ * fsyncs the file, renames it into place and fsyncs the directory, so a crash at any instant
+ * leaves either no blob or a complete one (see fs-layout.ts for the tree).
+ */
+import { randomUUID, type Hash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createDigester, digestAlgorithm, isDigest, registryError, type Digest } from '../oci/index.js';
+import type { AppendOptions, BlobCheck, BlobInfo, BlobStore, ByteRange, UploadInfo } from './blob-store.js';
+import { FsLayout, isUploadId } from './fs-layout.js';
+import { countingDigest } from './streams.js';
+
+const READ_CHUNK = 1 << 20;
+
+interface LiveSession {
+  /** sha256 state of the first `hashedBytes` bytes; dropped when in doubt */
+  hash: Hash | undefined;
+  hashedBytes: number;
+  busy: boolean;
+}
+
+async function fsyncPath(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+export class FsBlobStore implements BlobStore {
+  private readonly layout: FsLayout;
+  /** in-process state of sessions this process has touched; the files are the truth */
+  private readonly live = new Map<string, LiveSession>();
+  private readonly knownDirs = new Set<string>();
+
+  constructor(root: string) {
+    this.layout = new FsLayout(root);
+  }
+
+  async init(): Promise<this> {
+    for (const d of [this.layout.blobsDir, this.layout.uploadsDir, this.layout.tmpDir, this.layout.quarantineDir]) {
+      await mkdir(d, { recursive: true });
+    }
+    // Leftovers of small puts interrupted by a crash are never referenced: remove them.
+    for (const name of await readdir(this.layout.tmpDir)) await rm(join(this.layout.tmpDir, name), { force: true });
+    return this;
+  }
+
+  async stat(digest: Digest): Promise<BlobInfo | undefined> {
+    try {
+      const s = await stat(this.layout.blobPath(digest));
+      return { digest, size: s.size };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
+  async read(digest: Digest, range?: ByteRange): Promise<Readable> {
+    const path = this.layout.blobPath(digest);
+    // Open first so a missing blob is a clean BLOB_UNKNOWN, not a stream error mid-response.
+    const fh = await open(path, 'r').catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') throw registryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
+      throw e;
+    });
+    return createReadStream('', {
+      fd: fh,
+      highWaterMark: READ_CHUNK,
+      ...(range !== undefined ? { start: range.start, end: range.end } : {}),
+    });
+  }
+
+  async readAll(digest: Digest): Promise<Buffer> {
+    try {
+      return await readFile(this.layout.blobPath(digest));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw registryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
+      throw e;
+    }
+  }
+
+  async put(data: Buffer, digest: Digest): Promise<BlobInfo> {
+    const actual = createDigester(digestAlgorithm(digest)).update(data).digest('hex');
+    if (`${digestAlgorithm(digest)}:${actual}` !== digest) throw registryError('DIGEST_INVALID', undefined, { detail: { digest } });
+    const existing = await this.stat(digest);
+    if (existing !== undefined) return existing;
+    const tmp = join(this.layout.tmpDir, randomUUID());
+    const fh = await open(tmp, 'w');
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await this.moveIntoPlace(tmp, digest);
+    return { digest, size: data.length };
+  }
+
+  /** rename(2) is atomic; fsync the directory so the new name survives a crash. */
+  private async moveIntoPlace(from: string, digest: Digest): Promise<void> {
+    const dest = this.layout.blobPath(digest);
+    const dir = dirname(dest);
+    if (!this.knownDirs.has(dir)) {
+      await mkdir(dir, { recursive: true });
+      await fsyncPath(dirname(dir));
+      this.knownDirs.add(dir);
+    }
+    await rename(from, dest);
+    await fsyncPath(dir);
+  }
+
+  async delete(digest: Digest): Promise<boolean> {
+    try {
+      await rm(this.layout.blobPath(digest));
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw e;
+    }
+  }
+
+  async *list(): AsyncIterable<Digest> {
+    for (const alg of await readdir(this.layout.blobsDir).catch(() => [])) {
+      for (const prefix of await readdir(join(this.layout.blobsDir, alg))) {
+        for (const hex of await readdir(join(this.layout.blobsDir, alg, prefix))) {
+          const d = `${alg}:${hex}`;
+          if (isDigest(d)) yield d;
+        }
+      }
+    }
+  }
+
+  async verify(digest: Digest): Promise<BlobCheck> {
+    const hash = createDigester(digestAlgorithm(digest));
+    try {
+      await pipeline(createReadStream(this.layout.blobPath(digest), { highWaterMark: READ_CHUNK }), async (src: AsyncIterable<Buffer>) => {
+        for await (const c of src) hash.update(c);
+      });
+    } catch (e) {
+      return { digest, ok: false, problem: `failed to read: ${(e as Error).message}` };
+    }
+    const actual = `${digestAlgorithm(digest)}:${hash.digest('hex')}`;
+    return actual === digest ? { digest, ok: true } : { digest, ok: false, problem: `content hashes to ${actual}` };
+  }
+
+  async quarantine(digest: Digest): Promise<void> {
+    await rename(this.layout.blobPath(digest), this.layout.quarantinePath(digest));
+  }
+
+  async startUpload(id: string, repository: string): Promise<UploadInfo> {
+    const dir = this.layout.uploadDir(id);
+    await mkdir(dir);
+    const startedAt = Date.now();
+    await writeFile(join(dir, 'data'), '');
+    await writeFile(join(dir, 'info.json'), JSON.stringify({ repository, startedAt }));
+    this.live.set(id, { hash: createDigester('sha256'), hashedBytes: 0, busy: false });
+    return { id, repository, size: 0, startedAt, updatedAt: startedAt };
+  }
+
+  async getUpload(id: string): Promise<UploadInfo | undefined> {
+    if (!isUploadId(id)) return undefined;
+    const dir = this.layout.uploadDir(id);
+    try {
+      const [info, s] = await Promise.all([readFile(join(dir, 'info.json'), 'utf8'), stat(join(dir, 'data'))]);
+      const parsed = JSON.parse(info) as { repository: string; startedAt: number };
+      return { id, repository: parsed.repository, startedAt: parsed.startedAt, size: s.size, updatedAt: s.mtimeMs };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
+  private acquire(id: string): LiveSession {
+    let s = this.live.get(id);
+    if (s === undefined) {
+      // A session from before a restart: its hash state is gone, recompute at commit.
+      s = { hash: undefined, hashedBytes: 0, busy: false };
+      this.live.set(id, s);
+    }
+    if (s.busy) throw registryError('BLOB_UPLOAD_INVALID', 'another request is writing to this upload session');
+    s.busy = true;
+    return s;
+  }
+
+  async appendUpload(id: string, body: Readable, opts: AppendOptions = {}): Promise<number> {
+    const info = await this.getUpload(id);
+    if (info === undefined) throw registryError('BLOB_UPLOAD_UNKNOWN', undefined, { detail: { id } });
+    const session = this.acquire(id);
+    const dataPath = join(this.layout.uploadDir(id), 'data');
+    const start = info.size;
+    try {
+      if (opts.offset !== undefined && opts.offset !== start) {
+        throw registryError('RANGE_INVALID', `chunk starts at ${opts.offset} but the upload has ${start} bytes`, {
+          headers: { Range: start === 0 ? '0-0' : `0-${start - 1}` },
+        });
+      }
+      const hashing = session.hash !== undefined && session.hashedBytes === start ? session.hash : undefined;
+      const counter = countingDigest(hashing, opts.length);
+      try {
+        await pipeline(body, counter.transform, createWriteStream(dataPath, { flags: 'a', highWaterMark: READ_CHUNK }), {
+          ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
+        });
+        counter.assertComplete();
+      } catch (e) {
+        // All or nothing: roll the session back to where this request started.
+        await truncate(dataPath, start);
+        session.hash = undefined;
+        throw e;
+      }
+      const size = start + counter.bytes;
+      if (hashing !== undefined) session.hashedBytes = size;
+      else session.hash = undefined;
+      return size;
+    } finally {
+      session.busy = false;
+    }
+  }
+
+  async commitUpload(id: string, digest: Digest): Promise<BlobInfo> {
+    const info = await this.getUpload(id);
+    if (info === undefined) throw registryError('BLOB_UPLOAD_UNKNOWN', undefined, { detail: { id } });
+    const session = this.acquire(id);
+    const dataPath = join(this.layout.uploadDir(id), 'data');
+    try {
+      let hex: string;
+      if (digestAlgorithm(digest) === 'sha256' && session.hash !== undefined && session.hashedBytes === info.size) {
+        hex = session.hash.digest('hex');
+        session.hash = undefined;
+      } else {
+        const h = createDigester(digestAlgorithm(digest));
+        await pipeline(createReadStream(dataPath, { highWaterMark: READ_CHUNK }), async (src: AsyncIterable<Buffer>) => {
+          for await (const c of src) h.update(c);
+        });
+        hex = h.digest('hex');
+      }
+      if (`${digestAlgorithm(digest)}:${hex}` !== digest) {
+        throw registryError('DIGEST_INVALID', 'provided digest did not match uploaded content', { detail: { digest } });
+      }
+      if ((await this.stat(digest)) === undefined) {
+        await fsyncPath(dataPath);
+        await this.moveIntoPlace(dataPath, digest);
+      }
+      return { digest, size: info.size };
+    } finally {
+      this.live.delete(id);
+      await rm(this.layout.uploadDir(id), { recursive: true, force: true });
+    }
+  }
+
+  async cancelUpload(id: string): Promise<boolean> {
+    if ((await this.getUpload(id)) === undefined) return false;
+    this.live.delete(id);
+    await rm(this.layout.uploadDir(id), { recursive: true, force: true });
+    return true;
+  }
+
+  async staleUploads(before: number): Promise<string[]> {
+    const out: string[] = [];
+    for (const id of await readdir(this.layout.uploadsDir)) {
+      if (!isUploadId(id)) continue;
+      const s = await stat(join(this.layout.uploadsDir, id, 'data')).catch(() => stat(join(this.layout.uploadsDir, id)));
+      if (s.mtimeMs < before && this.live.get(id)?.busy !== true) out.push(id);
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    this.live.clear();
+  }
+}
