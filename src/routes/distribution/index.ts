@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Config } from '../../config/index.js';
 import type { Registry } from '../../registry/index.js';
 import { blobRoutes } from './blobs.js';
@@ -9,7 +9,7 @@ import { uploadSessionRoutes, uploadStartRoutes } from './uploads.js';
 
 /** Mount the OCI Distribution API (v1.1) under /v2. */
 export function distributionRoutes(app: FastifyInstance, registry: Registry, config: Config): void {
-  const apiBase = async (_req: unknown, reply: import('fastify').FastifyReply): Promise<void> => {
+  const apiBase = async (_req: unknown, reply: FastifyReply): Promise<void> => {
     void reply.code(200).header('Content-Type', 'application/json').send('{}');
   };
   registerDistribution(app, {

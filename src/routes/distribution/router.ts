@@ -33,15 +33,15 @@ const PATTERNS: ReadonlyArray<[RegExp, keyof DistributionResources, readonly str
 ];
 
 function match(resources: DistributionResources, path: string): Match {
-  if (path === '/v2' || path === '/v2/') return { handlers: resources.base as ResourceHandlers<never>, params: {} };
-  if (path === '/v2/_catalog') return { handlers: resources.catalog as ResourceHandlers<never>, params: {} };
+  if (path === '/v2' || path === '/v2/') return { handlers: resources.base, params: {} };
+  if (path === '/v2/_catalog') return { handlers: resources.catalog, params: {} };
   for (const [re, key, names] of PATTERNS) {
     const m = re.exec(path);
     if (m === null) continue;
     const params: Record<string, string> = {};
     names.forEach((n, i) => (params[n] = m[i + 1] ?? ''));
     assertRepositoryName(params.name ?? '');
-    return { handlers: resources[key] as ResourceHandlers<never>, params };
+    return { handlers: resources[key], params };
   }
   throw registryError('NOT_FOUND', 'not an endpoint of this registry');
 }
