@@ -26,15 +26,23 @@ export class ListingService {
 
   async tags(repository: string, n: number | undefined, last: string | undefined): Promise<ListPage<string>> {
     if (!(await this.deps.meta.repositoryExists(repository))) throw registryError('NAME_UNKNOWN', undefined, { detail: { name: repository } });
-    const size = this.clamp(n);
-    const items = size === 0 ? [] : await this.deps.meta.listTags(repository, { n: size, last });
-    return { items, next: items.length === size && size > 0 ? items[items.length - 1] : undefined };
+    return this.page(this.clamp(n), (page) => this.deps.meta.listTags(repository, { n: page, last }));
   }
 
   async catalog(n: number | undefined, last: string | undefined): Promise<ListPage<string>> {
-    const size = this.clamp(n);
-    const items = size === 0 ? [] : await this.deps.meta.listRepositories({ n: size, last });
-    return { items, next: items.length === size && size > 0 ? items[items.length - 1] : undefined };
+    return this.page(this.clamp(n), (page) => this.deps.meta.listRepositories({ n: page, last }));
+  }
+
+  /**
+   * Fetch one entry more than the page holds, so a Link is announced only when more entries
+   * exist (spec "Listing Tags": a Link header when additional tags are available; n=0 gets none).
+   */
+  private async page(size: number, list: (n: number) => Promise<string[]>): Promise<ListPage<string>> {
+    if (size === 0) return { items: [], next: undefined };
+    const items = await list(size + 1);
+    if (items.length <= size) return { items, next: undefined };
+    const page = items.slice(0, size);
+    return { items: page, next: page[page.length - 1] };
   }
 
   /** An image index of the manifests whose subject is `subject` (spec "Listing Referrers"). */

@@ -1,7 +1,7 @@
 /**
  * Manifest operations (distribution-spec "Pushing manifests", "Pulling manifests", "Deleting").
- * Bodies are stored byte-exact in the blob store; the metadata store maps tags and records the
- * fields the referrers API needs. Order matters for crash safety: bytes first, then metadata.
+ * Bodies are stored byte-exact in the metadata store, in the same transaction as the record, its
+ * tag and the fields the referrers API needs (ADR 0003).
  */
 import { createHash } from 'node:crypto';
 import { digestAlgorithm, isDigest, isTag, parseManifest, registryError, type Digest, type Descriptor } from '../oci/index.js';
@@ -44,7 +44,8 @@ export class ManifestService {
   async body(record: ManifestRecord): Promise<Buffer> {
     let b = this.cache.get(record.digest);
     if (b === undefined) {
-      b = await this.deps.blobs.readAll(record.digest);
+      b = await this.deps.meta.manifestBody(record.digest);
+      if (b === undefined) throw registryError('MANIFEST_UNKNOWN', undefined, { detail: { digest: record.digest } });
       this.cache.set(record.digest, b);
     }
     return b;
@@ -72,7 +73,6 @@ export class ManifestService {
       }
       const parsed = parseManifest(body, contentType);
       await this.assertReferencesExist(repository, parsed.blobs, parsed.manifests);
-      await this.deps.blobs.put(body, digest);
       const record: ManifestRecord = {
         repository,
         digest,
@@ -84,7 +84,7 @@ export class ManifestService {
         annotations: parsed.subject !== undefined ? parsed.annotations : undefined,
         createdAt: Date.now(),
       };
-      await this.deps.meta.putManifest(record, tag);
+      await this.deps.meta.putManifest(record, body, tag);
       this.cache.set(digest, body);
       return { digest, subject: parsed.subject?.digest };
     }, (r) => ({ digest: r.digest }));

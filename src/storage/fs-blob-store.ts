@@ -142,6 +142,7 @@ export class FsBlobStore implements BlobStore {
         for await (const c of src) hash.update(c);
       });
     } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw registryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
       return { digest, ok: false, problem: `failed to read: ${(e as Error).message}` };
     }
     const actual = `${digestAlgorithm(digest)}:${hash.digest('hex')}`;
@@ -149,7 +150,10 @@ export class FsBlobStore implements BlobStore {
   }
 
   async quarantine(digest: Digest): Promise<void> {
-    await rename(this.layout.blobPath(digest), this.layout.quarantinePath(digest));
+    await rename(this.layout.blobPath(digest), this.layout.quarantinePath(digest)).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') throw registryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
+      throw e;
+    });
   }
 
   async startUpload(id: string, repository: string): Promise<UploadInfo> {
@@ -187,10 +191,28 @@ export class FsBlobStore implements BlobStore {
     return s;
   }
 
-  async appendUpload(id: string, body: Readable, opts: AppendOptions = {}): Promise<number> {
-    const info = await this.getUpload(id);
-    if (info === undefined) throw registryError('BLOB_UPLOAD_UNKNOWN', undefined, { detail: { id } });
+  /**
+   * Lock the session, then read its size. Reading first would race an append that is finishing:
+   * the size would be stale, and a rollback to it would cut off the other request's bytes.
+   */
+  private async acquireExisting(id: string): Promise<{ session: LiveSession; info: UploadInfo }> {
+    if (!isUploadId(id)) throw registryError('BLOB_UPLOAD_UNKNOWN', undefined, { detail: { id } });
     const session = this.acquire(id);
+    let info: UploadInfo | undefined;
+    try {
+      info = await this.getUpload(id);
+    } finally {
+      if (info === undefined) session.busy = false;
+    }
+    if (info === undefined) {
+      this.live.delete(id);
+      throw registryError('BLOB_UPLOAD_UNKNOWN', undefined, { detail: { id } });
+    }
+    return { session, info };
+  }
+
+  async appendUpload(id: string, body: Readable, opts: AppendOptions = {}): Promise<number> {
+    const { session, info } = await this.acquireExisting(id);
     const dataPath = join(this.layout.uploadDir(id), 'data');
     const start = info.size;
     try {
@@ -222,9 +244,7 @@ export class FsBlobStore implements BlobStore {
   }
 
   async commitUpload(id: string, digest: Digest): Promise<BlobInfo> {
-    const info = await this.getUpload(id);
-    if (info === undefined) throw registryError('BLOB_UPLOAD_UNKNOWN', undefined, { detail: { id } });
-    const session = this.acquire(id);
+    const { session, info } = await this.acquireExisting(id);
     const dataPath = join(this.layout.uploadDir(id), 'data');
     try {
       let hex: string;

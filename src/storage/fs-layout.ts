@@ -8,9 +8,9 @@
  *   ├── uploads/<id>/               one folder per upload session
  *   │   ├── data                    bytes received so far
  *   │   └── info.json               {repository, startedAt}
- *   ├── tmp/                        small puts being written (manifests)
+ *   ├── tmp/                        small puts being written; emptied at start
  *   ├── quarantine/<alg>-<hex>      blobs fsck --repair moved aside
- *   ├── metadata.db (+ -wal, -shm)  SQLite metadata
+ *   ├── metadata.db (+ -wal, -shm)  SQLite metadata and manifest bytes
  *   └── audit.log                   JSON lines, one event per operation
  *
  * Every path is derived from a validated digest or a server-generated upload id; nothing a client

@@ -3,11 +3,17 @@
  * reference against the blob store, every manifest's references against its repository.
  * With `repair`, corrupt blobs are quarantined and references to content that is gone are removed.
  */
-import { parseManifest, type Digest } from '../oci/index.js';
+import { digestAlgorithm, digestOf, isRegistryError, parseManifest, type Digest } from '../oci/index.js';
 import type { BlobStore } from './blob-store.js';
 import type { MetadataStore } from './metadata-store.js';
 
-export type FsckProblemKind = 'corrupt-blob' | 'missing-blob' | 'missing-manifest-content' | 'dangling-reference' | 'invalid-manifest';
+export type FsckProblemKind =
+  | 'corrupt-blob'
+  | 'missing-blob'
+  | 'missing-manifest-content'
+  | 'corrupt-manifest'
+  | 'dangling-reference'
+  | 'invalid-manifest';
 
 export interface FsckProblem {
   readonly kind: FsckProblemKind;
@@ -30,7 +36,14 @@ export async function fsck(blobs: BlobStore, meta: MetadataStore, opts: { repair
   const corrupt = new Set<Digest>();
   for await (const digest of blobs.list()) {
     blobsChecked++;
-    const check = await blobs.verify(digest);
+    let check;
+    try {
+      check = await blobs.verify(digest);
+    } catch (e) {
+      // deleted (garbage collection) between list and verify: gone, not corrupt
+      if (isRegistryError(e) && e.code === 'BLOB_UNKNOWN') continue;
+      throw e;
+    }
     if (check.ok) continue;
     corrupt.add(digest);
     if (opts.repair) await blobs.quarantine(digest);
@@ -43,36 +56,41 @@ export async function fsck(blobs: BlobStore, meta: MetadataStore, opts: { repair
   for await (const r of meta.referencedDigests()) refs.push(r);
   for (const r of refs) {
     referencesChecked++;
-    const present = !corrupt.has(r.digest) && (await blobs.stat(r.digest)) !== undefined;
-    if (!present) {
-      if (opts.repair) {
-        if (r.kind === 'blob') await meta.unlinkBlob(r.repository, r.digest);
-        else await meta.deleteManifest(r.repository, r.digest);
-      }
-      problems.push({
-        kind: r.kind === 'blob' ? 'missing-blob' : 'missing-manifest-content',
-        digest: r.digest,
-        repository: r.repository,
-        message: `${r.repository} refers to ${r.kind} content that is not stored`,
-        repaired: opts.repair,
-      });
-      continue;
-    }
     if (r.kind === 'manifest') {
       manifestsChecked++;
-      problems.push(...(await checkManifest(blobs, meta, r.repository, r.digest)));
+      problems.push(...(await checkManifest(blobs, meta, r.repository, r.digest, opts.repair)));
+      continue;
+    }
+    const present = !corrupt.has(r.digest) && (await blobs.stat(r.digest)) !== undefined;
+    if (!present) {
+      if (opts.repair) await meta.unlinkBlob(r.repository, r.digest);
+      problems.push({
+        kind: 'missing-blob',
+        digest: r.digest,
+        repository: r.repository,
+        message: `${r.repository} links blob content that is not stored`,
+        repaired: opts.repair,
+      });
     }
   }
   return { blobsChecked, referencesChecked, manifestsChecked, problems };
 }
 
-async function checkManifest(blobs: BlobStore, meta: MetadataStore, repository: string, digest: Digest): Promise<FsckProblem[]> {
+/** A manifest's bytes must hash to its digest, parse, and reference only content its repository holds. */
+async function checkManifest(blobs: BlobStore, meta: MetadataStore, repository: string, digest: Digest, repair: boolean): Promise<FsckProblem[]> {
   const record = await meta.getManifest(repository, digest);
   if (record === undefined) return [];
+  const body = await meta.manifestBody(digest);
+  if (body === undefined || digestOf(body, digestAlgorithm(digest)) !== digest) {
+    // unrecoverable: the record cannot be served correctly, so repair removes it
+    if (repair) await meta.deleteManifest(repository, digest);
+    const kind = body === undefined ? 'missing-manifest-content' : 'corrupt-manifest';
+    return [{ kind, digest, repository, message: `${repository} has a manifest record whose bytes are ${body === undefined ? 'missing' : 'corrupt'}`, repaired: repair }];
+  }
   const out: FsckProblem[] = [];
   let parsed;
   try {
-    parsed = parseManifest(await blobs.readAll(digest), record.mediaType);
+    parsed = parseManifest(body, record.mediaType);
   } catch (e) {
     return [{ kind: 'invalid-manifest', digest, repository, message: (e as Error).message, repaired: false }];
   }

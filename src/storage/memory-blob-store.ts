@@ -60,7 +60,7 @@ export class MemoryBlobStore implements BlobStore {
   }
 
   async quarantine(digest: Digest): Promise<void> {
-    this.blobs.delete(digest);
+    if (!this.blobs.delete(digest)) throw registryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
   }
 
   async startUpload(id: string, repository: string): Promise<UploadInfo> {

@@ -20,6 +20,7 @@ function byteOrder(a: string, b: string): number {
 
 export class MemoryMetadataStore implements MetadataStore {
   private readonly repos = new Map<string, Repo>();
+  private readonly bodies = new Map<Digest, Buffer>();
 
   private repo(name: string): Repo {
     let r = this.repos.get(name);
@@ -46,7 +47,8 @@ export class MemoryMetadataStore implements MetadataStore {
     return [...this.repos.entries()].filter(([, r]) => r.blobs.has(digest)).map(([n]) => n).slice(0, limit);
   }
 
-  async putManifest(record: ManifestRecord, tag?: string): Promise<void> {
+  async putManifest(record: ManifestRecord, body: Buffer, tag?: string): Promise<void> {
+    if (!this.bodies.has(record.digest)) this.bodies.set(record.digest, Buffer.from(body));
     const r = this.repo(record.repository);
     if (!r.manifests.has(record.digest)) r.manifests.set(record.digest, record);
     if (tag !== undefined) r.tags.set(tag, record.digest);
@@ -54,6 +56,10 @@ export class MemoryMetadataStore implements MetadataStore {
 
   async getManifest(repository: string, digest: Digest): Promise<ManifestRecord | undefined> {
     return this.repos.get(repository)?.manifests.get(digest);
+  }
+
+  async manifestBody(digest: Digest): Promise<Buffer | undefined> {
+    return this.bodies.get(digest);
   }
 
   async deleteManifest(repository: string, digest: Digest): Promise<boolean> {
@@ -99,5 +105,6 @@ export class MemoryMetadataStore implements MetadataStore {
 
   async close(): Promise<void> {
     this.repos.clear();
+    this.bodies.clear();
   }
 }

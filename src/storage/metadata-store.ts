@@ -2,8 +2,10 @@
  * MetadataStore: what each repository contains (blob links, manifests, tags, referrers).
  *
  * Contract (every implementation passes test/testkit/metadata-store-suite.ts):
- * - Each method is atomic; `putManifest` writes the manifest, its tag and its referrer entry in
- *   one transaction, and is durable when it resolves.
+ * - Each method is atomic and durable when it resolves; `putManifest` writes the manifest's bytes,
+ *   its record, its tag and its referrer entry in one transaction.
+ * - Manifest bytes are kept here, byte-exact and stored once per digest across repositories:
+ *   they are small, and one transaction is cheaper and safer than a file plus a row.
  * - Listing is in lexical (byte) order, paginated by `last` (exclusive) and `n`.
  * - Repositories exist from their first blob link or manifest.
  */
@@ -33,8 +35,10 @@ export interface MetadataStore {
   /** Repositories holding the blob (for cross-repository mount), at most `limit`. */
   repositoriesWithBlob(digest: Digest, limit: number): Promise<string[]>;
 
-  putManifest(record: ManifestRecord, tag?: string): Promise<void>;
+  putManifest(record: ManifestRecord, body: Buffer, tag?: string): Promise<void>;
   getManifest(repository: string, digest: Digest): Promise<ManifestRecord | undefined>;
+  /** The stored bytes of a manifest, whichever repository pushed them. */
+  manifestBody(digest: Digest): Promise<Buffer | undefined>;
   /** Removes the manifest, every tag pointing at it, and its referrer entry. */
   deleteManifest(repository: string, digest: Digest): Promise<boolean>;
 
@@ -48,7 +52,7 @@ export interface MetadataStore {
   /** Manifests whose subject is `subject`, by digest order, optionally of one artifactType. */
   listReferrers(repository: string, subject: Digest, artifactType?: string): Promise<ManifestRecord[]>;
 
-  /** Every digest the metadata refers to (blob links and manifests), for fsck. */
+  /** Every blob link and manifest record, for fsck (manifest bytes are checked with manifestBody). */
   referencedDigests(): AsyncIterable<{ repository: string; digest: Digest; kind: 'blob' | 'manifest' }>;
 
   close(): Promise<void>;

@@ -1,6 +1,11 @@
 /**
  * SQLite MetadataStore (better-sqlite3): WAL journal with synchronous=FULL, so a call that
  * resolved survives kill -9 and power loss. Statements are prepared once.
+ *
+ * Writes use group commit: writes requested in the same turn of the event loop run in one
+ * transaction (each in its own savepoint, so one failure does not undo the others) and share one
+ * fsync; each caller's promise resolves only after that commit. better-sqlite3 is synchronous, so
+ * an fsync per write would stall every other request for its duration.
  */
 import Database from 'better-sqlite3';
 import type { Digest } from '../oci/index.js';
@@ -21,7 +26,14 @@ CREATE TABLE IF NOT EXISTS tags (
   repository TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL, updated_at INTEGER NOT NULL,
   PRIMARY KEY (repository, tag)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tags_digest ON tags (repository, digest);
+CREATE TABLE IF NOT EXISTS manifest_content (digest TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID;
 `;
+
+interface PendingWrite {
+  run(): unknown;
+  resolve(v: unknown): void;
+  reject(e: unknown): void;
+}
 
 interface ManifestRow {
   repository: string;
@@ -50,6 +62,7 @@ function toRecord(r: ManifestRow): ManifestRecord {
 export class SqliteMetadataStore implements MetadataStore {
   private readonly db: Database.Database;
   private readonly q;
+  private pending: PendingWrite[] = [];
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -64,6 +77,8 @@ export class SqliteMetadataStore implements MetadataStore {
       getLink: db.prepare<[string, string], { size: number }>('SELECT size FROM blob_links WHERE repository = ? AND digest = ?'),
       unlink: db.prepare('DELETE FROM blob_links WHERE repository = ? AND digest = ?'),
       reposWithBlob: db.prepare<[string, number], { repository: string }>('SELECT repository FROM blob_links WHERE digest = ? LIMIT ?'),
+      putContent: db.prepare('INSERT OR IGNORE INTO manifest_content (digest, body) VALUES (?, ?)'),
+      getContent: db.prepare<[string], { body: Buffer }>('SELECT body FROM manifest_content WHERE digest = ?'),
       putManifest: db.prepare(
         `INSERT INTO manifests (repository, digest, media_type, size, artifact_type, subject, annotations, created_at)
          VALUES (@repository, @digest, @media_type, @size, @artifact_type, @subject, @annotations, @created_at)
@@ -86,11 +101,46 @@ export class SqliteMetadataStore implements MetadataStore {
     };
   }
 
+  /** Queue a write for the next group commit; resolves after it is durable. */
+  private write<T>(run: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      if (this.pending.length === 0) setImmediate(() => this.flush());
+      this.pending.push({ run, resolve: resolve as (v: unknown) => void, reject });
+    });
+  }
+
+  private flush(): void {
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length === 0) return;
+    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    try {
+      this.db.transaction(() => {
+        for (const w of batch) {
+          try {
+            // a nested transaction is a savepoint: a failing write rolls back alone
+            outcomes.push({ ok: true, value: this.db.transaction(w.run)() });
+          } catch (error) {
+            outcomes.push({ ok: false, error });
+          }
+        }
+      })();
+    } catch (error) {
+      for (const w of batch) w.reject(error);
+      return;
+    }
+    batch.forEach((w, i) => {
+      const o = outcomes[i];
+      if (o?.ok === true) w.resolve(o.value);
+      else w.reject(o?.error);
+    });
+  }
+
   async linkBlob(repository: string, digest: Digest, size: number): Promise<void> {
-    this.db.transaction(() => {
+    await this.write(() => {
       this.q.addRepo.run(repository, Date.now());
       this.q.link.run(repository, digest, size);
-    })();
+    });
   }
 
   async blobLink(repository: string, digest: Digest): Promise<number | undefined> {
@@ -98,16 +148,17 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async unlinkBlob(repository: string, digest: Digest): Promise<boolean> {
-    return this.q.unlink.run(repository, digest).changes > 0;
+    return this.write(() => this.q.unlink.run(repository, digest).changes > 0);
   }
 
   async repositoriesWithBlob(digest: Digest, limit: number): Promise<string[]> {
     return this.q.reposWithBlob.all(digest, limit).map((r) => r.repository);
   }
 
-  async putManifest(m: ManifestRecord, tag?: string): Promise<void> {
-    this.db.transaction(() => {
+  async putManifest(m: ManifestRecord, body: Buffer, tag?: string): Promise<void> {
+    await this.write(() => {
       this.q.addRepo.run(m.repository, m.createdAt);
+      this.q.putContent.run(m.digest, body);
       this.q.putManifest.run({
         repository: m.repository,
         digest: m.digest,
@@ -119,7 +170,11 @@ export class SqliteMetadataStore implements MetadataStore {
         created_at: m.createdAt,
       });
       if (tag !== undefined) this.q.putTag.run(m.repository, tag, m.digest, m.createdAt);
-    })();
+    });
+  }
+
+  async manifestBody(digest: Digest): Promise<Buffer | undefined> {
+    return this.q.getContent.get(digest)?.body;
   }
 
   async getManifest(repository: string, digest: Digest): Promise<ManifestRecord | undefined> {
@@ -128,10 +183,10 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async deleteManifest(repository: string, digest: Digest): Promise<boolean> {
-    return this.db.transaction(() => {
+    return this.write(() => {
       this.q.deleteTagsOf.run(repository, digest);
       return this.q.deleteManifest.run(repository, digest).changes > 0;
-    })();
+    });
   }
 
   async resolveTag(repository: string, tag: string): Promise<Digest | undefined> {
@@ -139,7 +194,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async deleteTag(repository: string, tag: string): Promise<boolean> {
-    return this.q.deleteTag.run(repository, tag).changes > 0;
+    return this.write(() => this.q.deleteTag.run(repository, tag).changes > 0);
   }
 
   async listTags(repository: string, page: Page): Promise<string[]> {
@@ -165,6 +220,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async close(): Promise<void> {
+    if (this.pending.length > 0) this.flush();
     if (this.db.open) this.db.close();
   }
 }

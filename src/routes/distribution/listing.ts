@@ -43,7 +43,9 @@ export function referrersRoutes(registry: Registry): ResourceHandlers<{ name: st
         void reply.header('Link', nextLink(`/v2/${name}/referrers/${subject}`, { artifactType, n: n === undefined ? undefined : String(n), last: page.next }));
       }
       const index = { schemaVersion: 2, mediaType: REFERRERS_MEDIA_TYPE, manifests: page.items };
-      void reply.code(200).header('Content-Type', REFERRERS_MEDIA_TYPE).send(JSON.stringify(index));
+      // A Buffer, not a string: fastify would append "; charset=utf-8" to a string's Content-Type,
+      // and the spec (and its conformance suite) require exactly the image index media type.
+      void reply.code(200).header('Content-Type', REFERRERS_MEDIA_TYPE).send(Buffer.from(JSON.stringify(index)));
     },
   };
 }
