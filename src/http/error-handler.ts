@@ -5,6 +5,8 @@
  * internals.
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { describeError, isRegistryError, type ErrorCode } from '../oci/index.js';
 
 export function envelope(code: ErrorCode, message: string, detail?: unknown): string {
@@ -68,4 +70,37 @@ export function handleError(this: unknown, err: FastifyError | Error, request: F
   void reply.code(d.httpStatus).header('content-type', 'application/json; charset=utf-8');
   // HEAD responses carry no body (RFC 9110 §9.3.2); the status says enough.
   void reply.send(request.method === 'HEAD' ? undefined : envelope(code, message, detail));
+}
+
+const answeredSockets = new WeakSet<Duplex>();
+const LINGER_MS = 2000;
+
+/**
+ * Errors node's HTTP parser raises on a connection (malformed request line or headers, a body cut
+ * short, headers larger than `http.maxHeaderBytes`, headers not in within `http.headersTimeoutMs`):
+ * there is no request to reply to, so the envelope is written on the socket, which is then closed.
+ * Like node's default, nothing is written once the in-flight response has started (it would corrupt it).
+ */
+export function handleClientError(err: Error & { code?: string }, socket: Duplex & { _httpMessage?: { headersSent?: boolean } | null }): void {
+  // The parser repeats its error for every later read of a failed connection: answer once.
+  if (err.code === 'ECONNRESET' || socket.destroyed || answeredSockets.has(socket)) return;
+  answeredSockets.add(socket);
+  const code: ErrorCode =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'REQUEST_TIMEOUT' : err.code === 'HPE_HEADER_OVERFLOW' ? 'HEADERS_TOO_LARGE' : 'BAD_REQUEST';
+  const d = describeError(code);
+  if (socket.writable && socket._httpMessage?.headersSent !== true) {
+    const body = envelope(code, d.message);
+    // end(), then destroy a little later: closing with request bytes still unread (the rest of an
+    // oversized header block) makes the kernel send RST, which discards the response before the
+    // client reads it. Meanwhile the parser keeps reading and dropping what the client sends.
+    socket.end(
+      `HTTP/1.1 ${d.httpStatus} ${STATUS_CODES[d.httpStatus] ?? ''}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+    // A timed-out parser is still live (headers completing now must not become a request): close now.
+    if (code === 'REQUEST_TIMEOUT') socket.destroy();
+    else setTimeout(() => socket.destroy(), LINGER_MS).unref();
+    return;
+  }
+  socket.destroy(err);
 }

@@ -1,2 +1,2 @@
 export { createHttpServer } from './server.js';
-export { handleError, envelope } from './error-handler.js';
+export { handleError, handleClientError, envelope } from './error-handler.js';

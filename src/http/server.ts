@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Config } from '../config/index.js';
-import { handleError, envelope } from './error-handler.js';
+import { handleClientError, handleError, envelope } from './error-handler.js';
 
 export function createHttpServer(config: Config): FastifyInstance {
   const app = Fastify({
@@ -16,7 +16,16 @@ export function createHttpServer(config: Config): FastifyInstance {
     connectionTimeout: config.http.idleTimeoutMs,
     keepAliveTimeout: config.http.keepAliveTimeoutMs,
     requestTimeout: 0, // large uploads may legitimately take long; idle timeout covers stalls
-    http: { headersTimeout: config.http.headersTimeoutMs, maxHeaderSize: config.http.maxHeaderBytes },
+    http: {
+      headersTimeout: config.http.headersTimeoutMs,
+      maxHeaderSize: config.http.maxHeaderBytes,
+      // node enforces headersTimeout only when it sweeps connections (default every 30 s), which
+      // would let a slow-loris client hold a socket 30 s whatever the configured timeout.
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(config.http.headersTimeoutMs / 4))),
+    },
+    // Parser-level and routing-level errors get the OCI envelope too, not fastify's own JSON.
+    clientErrorHandler: handleClientError,
+    frameworkErrors: handleError,
     exposeHeadRoutes: false,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
@@ -26,6 +35,15 @@ export function createHttpServer(config: Config): FastifyInstance {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_req, _payload, done) => done(null));
   app.setErrorHandler(handleError);
+  // close() closes the connections idle at that instant only; a keep-alive connection whose
+  // in-flight request finishes later would hold the process until keepAliveTimeout (past the
+  // shutdown timeout). Close connections as they fall idle until the server has closed.
+  app.addHook('preClose', (done) => {
+    const sweep = setInterval(() => app.server.closeIdleConnections(), 100);
+    sweep.unref();
+    app.server.once('close', () => clearInterval(sweep));
+    done();
+  });
   app.setNotFoundHandler((req, reply) => {
     void reply.code(404).header('content-type', 'application/json; charset=utf-8');
     void reply.send(req.method === 'HEAD' ? undefined : envelope('NOT_FOUND', 'not an endpoint of this registry'));

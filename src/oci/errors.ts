@@ -31,6 +31,8 @@ export type ErrorCode =
   | 'METHOD_NOT_ALLOWED'
   | 'NOT_FOUND'
   | 'BAD_REQUEST'
+  | 'REQUEST_TIMEOUT'
+  | 'HEADERS_TOO_LARGE'
   | 'UNAVAILABLE'
   | 'UNKNOWN';
 
@@ -42,7 +44,7 @@ function register(code: ErrorCode, httpStatus: number, message: string, descript
 
 // The fourteen codes of the distribution spec, with the statuses its endpoints table gives.
 register('BLOB_UNKNOWN', 404, 'blob unknown to registry', 'The blob is not known to the repository.');
-register('BLOB_UPLOAD_INVALID', 400, 'blob upload invalid', 'The upload failed: the chunk was out of order, the body was truncated, or the session is inconsistent. The client should restart the upload.');
+register('BLOB_UPLOAD_INVALID', 400, 'blob upload invalid', 'The upload failed: the body was cut short, another request was writing to the same session, or the session is inconsistent. The client should restart the upload.');
 register('BLOB_UPLOAD_UNKNOWN', 404, 'blob upload unknown to registry', 'The upload session does not exist, was cancelled, completed or expired.');
 register('DIGEST_INVALID', 400, 'provided digest did not match uploaded content', 'The digest is malformed, uses an unsupported algorithm, or does not match the uploaded content.');
 register('MANIFEST_BLOB_UNKNOWN', 404, 'manifest references a manifest or blob unknown to registry', 'A blob or manifest referenced by the manifest (other than its subject) is not in the repository.');
@@ -61,6 +63,8 @@ register('MANIFEST_TOO_LARGE', 413, 'manifest too large', 'The manifest exceeds 
 register('METHOD_NOT_ALLOWED', 405, 'method not allowed', 'The HTTP method is not supported on this endpoint, or the operation (for example delete) is disabled.');
 register('NOT_FOUND', 404, 'not found', 'The path is not an endpoint of this registry.');
 register('BAD_REQUEST', 400, 'bad request', 'The request is malformed at the HTTP level (for example an unparseable header).');
+register('REQUEST_TIMEOUT', 408, 'request timeout', 'The request headers did not arrive within `http.headersTimeoutMs` (slow-loris protection); the connection is closed.');
+register('HEADERS_TOO_LARGE', 431, 'request header fields too large', 'The request header block is larger than `http.maxHeaderBytes`; the connection is closed.');
 register('UNAVAILABLE', 503, 'service unavailable', 'The registry is shutting down or a dependency is unavailable; retry later.');
 register('UNKNOWN', 500, 'unknown error', 'An unexpected error occurred; details are logged on the server under the request id, never returned.');
 

@@ -105,6 +105,11 @@ export class BlobService {
     });
   }
 
+  /** End a session the server itself abandons (a failed single-request push); no event, no error. */
+  async discard(id: string): Promise<void> {
+    await this.deps.blobs.cancelUpload(id);
+  }
+
   /** Delete sessions untouched for `uploads.purgeAfterSeconds`. Returns how many. */
   async purgeStaleUploads(ctx: OpContext): Promise<number> {
     const before = Date.now() - this.deps.config.uploads.purgeAfterSeconds * 1000;

@@ -10,7 +10,10 @@ import type { ResourceHandlers } from './router.js';
 function acceptable(accept: string | undefined, mediaType: string): boolean {
   if (accept === undefined || accept.trim() === '') return true;
   return accept.split(',').some((part) => {
-    const t = part.split(';')[0]?.trim().toLowerCase();
+    const [type, ...params] = part.split(';');
+    // RFC 9110 §12.4.2: q=0 means "not acceptable"
+    if (params.some((p) => /^\s*q\s*=\s*0(?:\.0{0,3})?\s*$/i.test(p))) return false;
+    const t = type?.trim().toLowerCase();
     return t === mediaType || t === '*/*' || t === 'application/*' || t === 'application/json';
   });
 }

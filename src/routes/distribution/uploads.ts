@@ -49,7 +49,7 @@ export function uploadStartRoutes(registry: Registry, chunkMinLength: number): R
         try {
           await registry.blobs.finish(ctx, name, session.id, digest, appendRequest(req, false));
         } catch (e) {
-          await registry.blobs.cancel(ctx, name, session.id).catch(() => undefined);
+          await registry.blobs.discard(session.id);
           throw e;
         }
         blobCreated(reply, name, digest);
