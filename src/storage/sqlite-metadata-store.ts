@@ -30,9 +30,9 @@ CREATE TABLE IF NOT EXISTS manifest_content (digest TEXT PRIMARY KEY, body BLOB 
 `;
 
 interface PendingWrite {
-  run(): unknown;
-  resolve(v: unknown): void;
-  reject(e: unknown): void;
+  readonly run: () => unknown;
+  readonly resolve: (v: unknown) => void;
+  readonly reject: (e: unknown) => void;
 }
 
 interface ManifestRow {
@@ -105,7 +105,7 @@ export class SqliteMetadataStore implements MetadataStore {
   private write<T>(run: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       if (this.pending.length === 0) setImmediate(() => this.flush());
-      this.pending.push({ run, resolve: resolve as (v: unknown) => void, reject });
+      this.pending.push({ run, resolve: (v) => resolve(v as T), reject });
     });
   }
 
