@@ -25,7 +25,13 @@ export interface LoadSources {
 }
 
 function fromFile(path: string): Record<string, unknown> {
-  const doc = JSON.parse(readFileSync(path, 'utf8')) as unknown;
+  let doc: unknown;
+  try {
+    doc = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new ConfigError([`config file ${path}: ${(e as Error).message}`]);
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new ConfigError([`config file ${path}: must be a JSON object`]);
   const flat: Record<string, unknown> = {};
   const walk = (v: unknown, prefix: string): void => {
     if (typeof v === 'object' && v !== null && !Array.isArray(v)) {
@@ -98,6 +104,7 @@ export function loadConfig(sources: LoadSources = {}): Config {
   const out: Record<string, unknown> = {};
   const raws = new Map<string, unknown>();
   for (const spec of OPTIONS) {
+    if (spec.key in file && file[spec.key] === null) problems.push(`${spec.key}: null is not a value (omit the option for its default)`);
     const raw = sources.overrides?.[spec.key] ?? sources.flags?.[spec.key] ?? env[spec.env] ?? file[spec.key] ?? spec.default;
     raws.set(spec.key, raw);
     setPath(out, spec.key, coerce(spec, raw, problems));

@@ -1,0 +1,231 @@
+/**
+ * The upload-session half of the BlobStore conformance suite (see blob-store-suite.ts): chunked
+ * appends, all-or-nothing rollback, refusal of concurrent writers, commit verification, expiry.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { beforeEach, describe, test } from 'node:test';
+import { digestOf, type Digest } from '../../src/oci/index.js';
+import type { BlobStore } from '../../src/storage/index.js';
+import { assertRegistryError, rejectsWithCode } from './assert-registry-error.js';
+import { bodyOf, collect, gatedBody, sleep } from './streams.js';
+
+export async function listAll(store: BlobStore): Promise<Digest[]> {
+  const out: Digest[] = [];
+  for await (const d of store.list()) out.push(d);
+  return out.sort();
+}
+
+/** Registers the upload tests; `current()` is the fresh store the enclosing suite made for this test. */
+export function describeUploadSessions(current: () => BlobStore): void {
+  describe('upload sessions', () => {
+    let store: BlobStore;
+    beforeEach(() => {
+      store = current();
+    });
+
+    /** start a session holding `data`, appended in one request */
+    async function sessionWith(data: Buffer): Promise<string> {
+      const id = randomUUID();
+      await store.startUpload(id, 'library/test');
+      if (data.length > 0) await store.appendUpload(id, bodyOf(data), { offset: 0, length: data.length });
+      return id;
+    }
+
+    test('startUpload creates an empty session that getUpload reports', async () => {
+      const id = randomUUID();
+      const before = Date.now();
+      const info = await store.startUpload(id, 'library/alpine');
+      assert.equal(info.id, id);
+      assert.equal(info.size, 0);
+      const got = await store.getUpload(id);
+      assert.ok(got !== undefined);
+      assert.equal(got.repository, 'library/alpine');
+      assert.equal(got.size, 0);
+      assert.ok(got.startedAt >= before - 1000 && got.startedAt <= Date.now() + 1000);
+    });
+
+    test('chunks appended at the right offsets commit as one blob, streamed back intact', async () => {
+      const parts = [randomBytes(1 << 20), randomBytes((1 << 20) + 7), randomBytes(12345)];
+      const whole = Buffer.concat(parts);
+      const id = randomUUID();
+      await store.startUpload(id, 'library/big');
+      let offset = 0;
+      for (const p of parts) {
+        const size = await store.appendUpload(id, bodyOf(p.subarray(0, 1000), p.subarray(1000)), { offset, length: p.length });
+        offset += p.length;
+        assert.equal(size, offset);
+        assert.equal((await store.getUpload(id))?.size, offset);
+      }
+      const d = digestOf(whole);
+      assert.deepEqual(await store.commitUpload(id, d), { digest: d, size: whole.length });
+      assert.ok((await collect(await store.read(d))).equals(whole));
+      const tail = await collect(await store.read(d, { start: whole.length - 100, end: whole.length - 1 }));
+      assert.ok(tail.equals(whole.subarray(whole.length - 100)));
+    });
+
+    test('an empty session commits the empty blob', async () => {
+      const id = await sessionWith(Buffer.alloc(0));
+      const d = digestOf('');
+      assert.deepEqual(await store.commitUpload(id, d), { digest: d, size: 0 });
+      assert.equal((await store.readAll(d)).length, 0);
+    });
+
+    test('append at the wrong offset throws RANGE_INVALID with the Range already received', async () => {
+      const id = await sessionWith(Buffer.from('hello'));
+      const err = await rejectsWithCode(store.appendUpload(id, bodyOf(Buffer.from('x')), { offset: 3 }), 'RANGE_INVALID');
+      assert.equal(err.headers.Range, '0-4');
+      assert.equal((await store.getUpload(id))?.size, 5);
+      assert.equal(await store.appendUpload(id, bodyOf(Buffer.from(' world')), { offset: 5 }), 11);
+    });
+
+    for (const [label, body, length] of [
+      ['longer than', 'abcdefghij', 4],
+      ['shorter than', 'abc', 10],
+    ] as const) {
+      test(`a body ${label} its declared length throws SIZE_INVALID and rolls the session back`, async () => {
+        const id = await sessionWith(Buffer.from('kept-'));
+        await rejectsWithCode(store.appendUpload(id, bodyOf(Buffer.from(body)), { length }), 'SIZE_INVALID');
+        assert.equal((await store.getUpload(id))?.size, 5);
+        assert.equal(await store.appendUpload(id, bodyOf(Buffer.from('tail')), { offset: 5, length: 4 }), 9);
+        const d = digestOf('kept-tail');
+        assert.deepEqual(await store.commitUpload(id, d), { digest: d, size: 9 });
+      });
+    }
+
+    test('a body that fails midway rolls the session back and leaves it usable', async () => {
+      const id = await sessionWith(Buffer.from('kept-'));
+      const g = gatedBody(randomBytes(256 * 1024));
+      const append = store.appendUpload(id, g.body);
+      await g.firstChunkTaken;
+      g.fail(new Error('client went away'));
+      await assert.rejects(append);
+      assert.equal((await store.getUpload(id))?.size, 5);
+      await store.appendUpload(id, bodyOf(Buffer.from('tail')), { offset: 5 });
+      const d = digestOf('kept-tail');
+      assert.deepEqual(await store.commitUpload(id, d), { digest: d, size: 9 });
+    });
+
+    test('an append aborted by its signal rolls the session back', async () => {
+      const id = await sessionWith(Buffer.from('kept-'));
+      const g = gatedBody(randomBytes(256 * 1024));
+      const ac = new AbortController();
+      const append = store.appendUpload(id, g.body, { signal: ac.signal });
+      await g.firstChunkTaken;
+      ac.abort();
+      await assert.rejects(append);
+      assert.equal((await store.getUpload(id))?.size, 5);
+      assert.equal(await store.appendUpload(id, bodyOf(Buffer.from('tail'))), 9);
+    });
+
+    test('a second append or a commit while one append is in flight is refused with BLOB_UPLOAD_INVALID', async () => {
+      const id = await sessionWith(Buffer.alloc(0));
+      const g = gatedBody(Buffer.from('first-'));
+      const first = store.appendUpload(id, g.body);
+      await g.started;
+      await rejectsWithCode(store.appendUpload(id, bodyOf(Buffer.from('intruder'))), 'BLOB_UPLOAD_INVALID');
+      await rejectsWithCode(store.commitUpload(id, digestOf('first-')), 'BLOB_UPLOAD_INVALID');
+      g.finish(Buffer.from('request'));
+      assert.equal(await first, 13);
+      const d = digestOf('first-request');
+      assert.deepEqual(await store.commitUpload(id, d), { digest: d, size: 13 });
+    });
+
+    test('an append issued while another is finishing is refused or reports the true session size', async () => {
+      // Timing-dependent by nature: repeat so an implementation that reads the size before
+      // taking the session lock is caught (it reports a stale size most of the time).
+      for (let i = 0; i < 20; i++) {
+        const id = await sessionWith(Buffer.alloc(0));
+        const g = gatedBody(Buffer.alloc(1000, 1));
+        const first = store.appendUpload(id, g.body);
+        await g.started;
+        g.finish();
+        for (let k = 0; k < i % 5; k++) await Promise.resolve();
+        const [a, b] = await Promise.allSettled([first, store.appendUpload(id, bodyOf(Buffer.alloc(10, 2)))]);
+        assert.deepEqual(a, { status: 'fulfilled', value: 1000 });
+        const size = (await store.getUpload(id))?.size;
+        if (b.status === 'rejected') {
+          assertRegistryError(b.reason, 'BLOB_UPLOAD_INVALID');
+          assert.equal(size, 1000);
+        } else {
+          assert.equal(b.value, 1010, 'the second append reports the size including the first');
+          assert.equal(size, 1010);
+        }
+      }
+    });
+
+    test('commit with a wrong digest throws DIGEST_INVALID, stores nothing and ends the session', async () => {
+      const id = await sessionWith(Buffer.from('actual'));
+      const claimed = digestOf('claimed');
+      await rejectsWithCode(store.commitUpload(id, claimed), 'DIGEST_INVALID');
+      assert.equal(await store.stat(claimed), undefined);
+      assert.equal(await store.stat(digestOf('actual')), undefined);
+      assert.equal(await store.getUpload(id), undefined);
+      await rejectsWithCode(store.appendUpload(id, bodyOf(Buffer.from('x'))), 'BLOB_UPLOAD_UNKNOWN');
+    });
+
+    test('commit of content that is already stored succeeds and keeps one copy', async () => {
+      const data = Buffer.from('already here');
+      const d = digestOf(data);
+      await store.put(data, d);
+      const id = await sessionWith(data);
+      assert.deepEqual(await store.commitUpload(id, d), { digest: d, size: data.length });
+      assert.deepEqual(await listAll(store), [d]);
+      assert.equal(await store.getUpload(id), undefined);
+    });
+
+    test('commit verifies and stores under a sha512 digest', async () => {
+      const data = randomBytes(70000);
+      const id = await sessionWith(data);
+      await rejectsWithCode(store.commitUpload(id, digestOf(randomBytes(8), 'sha512')), 'DIGEST_INVALID');
+      const id2 = await sessionWith(data);
+      const d = digestOf(data, 'sha512');
+      assert.deepEqual(await store.commitUpload(id2, d), { digest: d, size: data.length });
+      assert.ok((await store.readAll(d)).equals(data));
+    });
+
+    test('a committed session is gone', async () => {
+      const id = await sessionWith(Buffer.from('done'));
+      await store.commitUpload(id, digestOf('done'));
+      assert.equal(await store.getUpload(id), undefined);
+      await rejectsWithCode(store.commitUpload(id, digestOf('done')), 'BLOB_UPLOAD_UNKNOWN');
+    });
+
+    test('cancelUpload ends the session and returns false the second time', async () => {
+      const id = await sessionWith(Buffer.from('abandoned'));
+      assert.equal(await store.cancelUpload(id), true);
+      assert.equal(await store.getUpload(id), undefined);
+      assert.equal(await store.cancelUpload(id), false);
+      await rejectsWithCode(store.commitUpload(id, digestOf('abandoned')), 'BLOB_UPLOAD_UNKNOWN');
+      assert.deepEqual(await listAll(store), []);
+    });
+
+    test('a missing session: getUpload is undefined, append and commit throw BLOB_UPLOAD_UNKNOWN', async () => {
+      const id = randomUUID();
+      assert.equal(await store.getUpload(id), undefined);
+      await rejectsWithCode(store.appendUpload(id, bodyOf(Buffer.from('x'))), 'BLOB_UPLOAD_UNKNOWN');
+      await rejectsWithCode(store.commitUpload(id, digestOf('x')), 'BLOB_UPLOAD_UNKNOWN');
+      assert.equal(await store.cancelUpload(id), false);
+    });
+
+    test('staleUploads lists sessions untouched since the cutoff, not newer, appended-to or busy ones', async () => {
+      const old = await sessionWith(Buffer.alloc(0));
+      const refreshed = await sessionWith(Buffer.alloc(0));
+      const cancelled = await sessionWith(Buffer.alloc(0));
+      await sleep(40);
+      const cutoff = Date.now();
+      await sleep(40);
+      const fresh = await sessionWith(Buffer.alloc(0));
+      await store.appendUpload(refreshed, bodyOf(Buffer.from('still here')));
+      await store.cancelUpload(cancelled);
+      assert.deepEqual(await store.staleUploads(cutoff), [old]);
+      assert.deepEqual(await store.staleUploads(0), []);
+      const g = gatedBody(Buffer.from('busy'));
+      const busy = store.appendUpload(old, g.body);
+      await g.started;
+      assert.deepEqual((await store.staleUploads(Date.now() + 60_000)).sort(), [fresh, refreshed].sort());
+      g.finish();
+      await busy;
+    });
+  });
+}

@@ -1,0 +1,188 @@
+/**
+ * Storage: the conformance suites against every embedded implementation, plus what only the
+ * filesystem and SQLite backends promise (atomic rename into blobs/, crash leftovers, durability).
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import { digestHex, digestOf } from '../../src/oci/index.js';
+import { FsBlobStore, MemoryBlobStore, MemoryMetadataStore, SqliteMetadataStore } from '../../src/storage/index.js';
+import { runBlobStoreSuite } from '../testkit/blob-store-suite.js';
+import { runMetadataStoreSuite } from '../testkit/metadata-store-suite.js';
+import { rejectsWithCode } from '../testkit/assert-registry-error.js';
+import { bodyOf, gatedBody } from '../testkit/streams.js';
+
+async function tempDir(prefix: string): Promise<string> {
+  return mkdtemp(join(tmpdir(), `bulwark-${prefix}-`));
+}
+
+/** Every file below `dir`, relative, sorted. */
+async function filesUnder(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries
+    .filter((e) => e.isFile())
+    .map((e) => join(e.parentPath, e.name).slice(dir.length + 1))
+    .sort();
+}
+
+runBlobStoreSuite('memory', async () => ({ store: new MemoryBlobStore(), cleanup: async () => {} }));
+
+runBlobStoreSuite('filesystem', async () => {
+  const dir = await tempDir('blobs');
+  return { store: await new FsBlobStore(dir).init(), cleanup: () => rm(dir, { recursive: true, force: true }) };
+});
+
+runMetadataStoreSuite('memory', async () => ({ store: new MemoryMetadataStore(), cleanup: async () => {} }));
+
+runMetadataStoreSuite('sqlite', async () => {
+  const dir = await tempDir('meta');
+  return { store: new SqliteMetadataStore(join(dir, 'metadata.db')), cleanup: () => rm(dir, { recursive: true, force: true }) };
+});
+
+describe('FsBlobStore on disk', () => {
+  let dir: string;
+  let store: FsBlobStore;
+  beforeEach(async () => {
+    dir = await tempDir('fs');
+    store = await new FsBlobStore(dir).init();
+  });
+  afterEach(async () => {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('a blob file appears under blobs/ only when its upload commits', async () => {
+    const id = randomUUID();
+    await store.startUpload(id, 'team/app');
+    await store.appendUpload(id, bodyOf(Buffer.from('part one, ')));
+    const g = gatedBody(Buffer.from('part two'));
+    const inFlight = store.appendUpload(id, g.body);
+    await g.firstChunkTaken;
+    assert.deepEqual(await filesUnder(join(dir, 'blobs')), [], 'no partial blob while appending');
+    g.finish();
+    await inFlight;
+    assert.deepEqual(await filesUnder(join(dir, 'blobs')), [], 'no blob before commit');
+    const d = digestOf('part one, part two');
+    await store.commitUpload(id, d);
+    const hex = digestHex(d);
+    assert.deepEqual(await filesUnder(join(dir, 'blobs')), [join('sha256', hex.slice(0, 2), hex)]);
+    assert.deepEqual(await filesUnder(join(dir, 'uploads')), [], 'the session folder is removed');
+  });
+
+  test('a put leaves its bytes under blobs/ and nothing in tmp/', async () => {
+    const d = digestOf('manifest bytes', 'sha512');
+    await store.put(Buffer.from('manifest bytes'), d);
+    const hex = digestHex(d);
+    assert.equal(await readFile(join(dir, 'blobs', 'sha512', hex.slice(0, 2), hex), 'utf8'), 'manifest bytes');
+    assert.deepEqual(await filesUnder(join(dir, 'tmp')), []);
+  });
+
+  test('a failed append leaves no stray bytes in the session file', async () => {
+    const id = randomUUID();
+    await store.startUpload(id, 'team/app');
+    await store.appendUpload(id, bodyOf(Buffer.from('kept')));
+    const g = gatedBody(Buffer.alloc(512 * 1024, 1));
+    const failing = store.appendUpload(id, g.body, { length: 1024 * 1024 });
+    await g.firstChunkTaken;
+    g.fail(new Error('connection reset'));
+    await assert.rejects(failing);
+    assert.equal(await readFile(join(dir, 'uploads', id, 'data'), 'utf8'), 'kept');
+  });
+
+  test('init() removes leftovers of interrupted puts from tmp/ and keeps upload sessions', async () => {
+    const id = randomUUID();
+    await store.startUpload(id, 'team/app');
+    await store.appendUpload(id, bodyOf(Buffer.from('survives')));
+    await writeFile(join(dir, 'tmp', 'crashed-put'), 'half a manifest');
+    await store.close();
+    store = await new FsBlobStore(dir).init();
+    assert.deepEqual(await filesUnder(join(dir, 'tmp')), []);
+    assert.equal((await store.getUpload(id))?.size, 8);
+  });
+
+  test('an upload session continues after a restart and its digest is recomputed at commit', async () => {
+    const id = randomUUID();
+    await store.startUpload(id, 'team/app');
+    await store.appendUpload(id, bodyOf(Buffer.from('before restart, ')));
+    await store.close();
+    store = await new FsBlobStore(dir).init();
+    await store.appendUpload(id, bodyOf(Buffer.from('after')), { offset: 16 });
+    // the hash state died with the process: a digest of only the new bytes must not pass
+    await rejectsWithCode(store.commitUpload(id, digestOf('after')), 'DIGEST_INVALID');
+    const id2 = randomUUID();
+    await store.startUpload(id2, 'team/app');
+    await store.appendUpload(id2, bodyOf(Buffer.from('before restart, ')));
+    await store.close();
+    store = await new FsBlobStore(dir).init();
+    await store.appendUpload(id2, bodyOf(Buffer.from('after')), { offset: 16 });
+    const d = digestOf('before restart, after');
+    assert.deepEqual(await store.commitUpload(id2, d), { digest: d, size: 21 });
+  });
+
+  test('verify reports a blob whose file was altered, and quarantine moves it aside intact', async () => {
+    const d = digestOf('original');
+    await store.put(Buffer.from('original'), d);
+    const hex = digestHex(d);
+    await writeFile(join(dir, 'blobs', 'sha256', hex.slice(0, 2), hex), 'tampered');
+    const check = await store.verify(d);
+    assert.equal(check.ok, false);
+    assert.match(check.problem ?? '', new RegExp(digestOf('tampered')));
+    await store.quarantine(d);
+    assert.equal(await store.stat(d), undefined);
+    assert.equal(await readFile(join(dir, 'quarantine', `sha256-${hex}`), 'utf8'), 'tampered');
+  });
+
+  test('upload ids that are not server-generated UUIDs never reach the filesystem', async () => {
+    for (const id of ['../../etc', '..', 'a/b', '']) {
+      assert.equal(await store.getUpload(id), undefined);
+      assert.equal(await store.cancelUpload(id), false);
+    }
+  });
+});
+
+describe('SqliteMetadataStore on disk', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await tempDir('sqlite');
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('what a call wrote is there after the store is closed and reopened', async () => {
+    const path = join(dir, 'metadata.db');
+    const layer = digestOf('layer');
+    const m = { repository: 'team/app', digest: digestOf('m'), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 1, createdAt: 42, annotations: { a: 'b' } };
+    const first = new SqliteMetadataStore(path);
+    await first.linkBlob('team/app', layer, 5);
+    await first.putManifest(m, Buffer.from('m'), 'latest');
+    await first.close();
+    const second = new SqliteMetadataStore(path);
+    try {
+      assert.equal(await second.blobLink('team/app', layer), 5);
+      assert.equal(await second.resolveTag('team/app', 'latest'), m.digest);
+      assert.deepEqual((await second.getManifest('team/app', m.digest))?.annotations, { a: 'b' });
+      assert.deepEqual(await second.listRepositories({ n: 10 }), ['team/app']);
+      assert.equal((await second.manifestBody(m.digest))?.toString(), 'm');
+    } finally {
+      await second.close();
+    }
+  });
+
+  test('a resolved write is visible to another connection while the writer is still open', async () => {
+    const path = join(dir, 'metadata.db');
+    const writer = new SqliteMetadataStore(path);
+    const reader = new SqliteMetadataStore(path);
+    try {
+      const m = { repository: 'team/app', digest: digestOf('m'), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 1, createdAt: 1 };
+      await writer.putManifest(m, Buffer.from('m'), 'v1');
+      assert.equal(await reader.resolveTag('team/app', 'v1'), digestOf('m'));
+    } finally {
+      await writer.close();
+      await reader.close();
+    }
+  });
+});
