@@ -1,0 +1,170 @@
+/**
+ * Scenario "blobs": push (monolithic and chunked) and pull of 1 MiB, 64 MiB and 1 GiB blobs,
+ * one at a time, as a single client would (distribution-spec "Pushing blobs", "Pulling blobs").
+ *
+ * Content is deterministic (bench/content.ts), different for every push, and identical for both
+ * registries. Small blobs are materialized and all digests computed before the clock starts, so
+ * the timed loop measures the registry and the transport, not the generator.
+ */
+import { type BlobContent, blobContent, digestOf, materialize } from '../content.js';
+import { boundedLoop, MiB, sizeLabel, type LoopResult } from '../load.js';
+import type { Goal, Measurement, Scenario, ScenarioContext, Step } from '../types.js';
+
+const CHUNK = 8 * MiB;
+/** Blobs up to this size are held in memory before the timed loop. */
+const MATERIALIZE_MAX = 8 * MiB;
+
+interface Plan {
+  size: number;
+  reps: number;
+  maxSeconds: number;
+}
+
+function plans(quick: boolean): Plan[] {
+  return quick
+    ? [
+        { size: MiB, reps: 20, maxSeconds: 10 },
+        { size: 64 * MiB, reps: 1, maxSeconds: 30 },
+      ]
+    : [
+        { size: MiB, reps: 50, maxSeconds: 20 },
+        { size: 64 * MiB, reps: 3, maxSeconds: 60 },
+        { size: 1024 * MiB, reps: 1, maxSeconds: 180 },
+      ];
+}
+
+interface Prepared {
+  content: BlobContent;
+  digest: string;
+  data?: Buffer;
+}
+
+function prepare(label: string, size: number): Prepared {
+  const content = blobContent(label, size);
+  const digest = digestOf(content);
+  return size <= MATERIALIZE_MAX ? { content, digest, data: materialize(content) } : { content, digest };
+}
+
+export const blobsScenario: Scenario = {
+  name: 'blobs',
+  description: 'blob push (monolithic, chunked 8 MiB) and pull: 1 MiB, 64 MiB, 1 GiB',
+  steps(ctx: ScenarioContext): Step[] {
+    return plans(ctx.quick).flatMap((plan) => planSteps(ctx, plan));
+  },
+};
+
+function planSteps(ctx: ScenarioContext, plan: Plan): Step[] {
+  const { client } = ctx;
+  const size = sizeLabel(plan.size);
+  const key = size.replace(' ', '');
+  const repo = `bench-${ctx.runId}/blobs-${key.toLowerCase()}`;
+  const bounds = { concurrency: 1, maxCount: plan.reps, maxSeconds: plan.maxSeconds, cpu: ctx.serverCpuSeconds };
+  const monoLabel = (i: number): string => `blob-${key}-mono-${i}`;
+  let pushed = 0;
+  return [
+    {
+      name: `push monolithic ${size} x${plan.reps}`,
+      run: async () => {
+        const blobs = Array.from({ length: plan.reps }, (_, i) => prepare(monoLabel(i), plan.size));
+        const r = await boundedLoop(bounds, async (i) => {
+          const b = at(blobs, i);
+          await client.pushMonolithic(repo, b.data !== undefined ? { digest: b.digest, data: b.data } : b.content);
+        });
+        pushed = r.count;
+        return rows(ctx, plan, 'push-mono', 'push monolithic', r);
+      },
+    },
+    {
+      name: `push chunked ${size} x${plan.reps}`,
+      run: async () => {
+        const blobs = Array.from({ length: plan.reps }, (_, i) => prepare(`blob-${key}-chunked-${i}`, plan.size));
+        const r = await boundedLoop(bounds, async (i) => {
+          await client.pushChunked(repo, at(blobs, i).content, CHUNK);
+        });
+        return rows(ctx, plan, 'push-chunked', 'push chunked 8 MiB', r);
+      },
+    },
+    {
+      name: `pull ${size} x${plan.reps}`,
+      run: async () => {
+        const digests = Array.from({ length: pushed }, (_, i) => digestOf(blobContent(monoLabel(i), plan.size)));
+        const r = await boundedLoop({ ...bounds, maxCount: pushed }, async (i) => {
+          await client.pullBlob(repo, at(digests, i));
+        });
+        return rows(ctx, plan, 'pull', 'pull (GET + sha256)', r);
+      },
+    },
+  ];
+}
+
+function rows(ctx: ScenarioContext, plan: Plan, id: string, what: string, r: LoopResult): Measurement[] {
+  const size = sizeLabel(plan.size);
+  const key = size.replace(' ', '');
+  const small = plan.size < 8 * MiB;
+  // Targets: 1 MiB push and pull >= 1.5x; large push >= 1.5x, large pull >= 1.0x.
+  const goal: Goal = { kind: 'ratio', min: id === 'pull' && !small ? 1.0 : 1.5 };
+  const mibps = (r.count * plan.size) / MiB / r.seconds;
+  const detail = { count: r.count, seconds: r.seconds, timeBound: r.timeBound, serverCpuSeconds: r.cpuSeconds };
+  const out: Measurement[] = [
+    {
+      id: `blobs.${id}.${key}.MiBps`,
+      scenario: 'blobs',
+      label: `${what} ${size}`,
+      unit: 'MiB/s',
+      better: 'higher',
+      ...(small ? {} : { goal }),
+      value: mibps,
+      detail,
+    },
+  ];
+  if (small) {
+    out.push({
+      id: `blobs.${id}.${key}.ops`,
+      scenario: 'blobs',
+      label: `${what} ${size}`,
+      unit: 'ops/s',
+      better: 'higher',
+      goal,
+      value: r.count / r.seconds,
+      detail,
+    });
+  } else if (id !== 'pull') {
+    // How close the push comes to the hashing speed of one core: a server must hash every
+    // byte it accepts (digests are recomputed, never trusted), so this is the ceiling.
+    out.push(
+      {
+        id: `blobs.${id}.${key}.shaFraction`,
+        scenario: 'blobs',
+        label: `${what} ${size} / SHA-256 speed`,
+        unit: '%',
+        better: 'higher',
+        value: (100 * mibps) / ctx.sha256MiBps,
+      },
+      {
+        // The other ceiling: an acknowledged push has been written and flushed to disk.
+        id: `blobs.${id}.${key}.diskFraction`,
+        scenario: 'blobs',
+        label: `${what} ${size} / disk write speed`,
+        unit: '%',
+        better: 'higher',
+        value: (100 * mibps) / ctx.diskWriteMiBps,
+      },
+    );
+  }
+  out.push({
+    id: `blobs.${id}.${key}.cpu`,
+    scenario: 'blobs',
+    label: `${what} ${size}: server CPU`,
+    unit: 'CPU s/GiB',
+    better: 'lower',
+    value: r.cpuSeconds / ((r.count * plan.size) / (1024 * MiB)),
+    detail,
+  });
+  return out;
+}
+
+function at<T>(xs: readonly T[], i: number): T {
+  const x = xs[i];
+  if (x === undefined) throw new Error(`index ${i} out of range`);
+  return x;
+}

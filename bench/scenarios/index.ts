@@ -1,0 +1,7 @@
+/** The scenarios, in the order they run. */
+import type { Scenario } from '../types.js';
+import { blobsScenario } from './blobs.js';
+import { imagesScenario } from './images.js';
+import { manifestsScenario } from './manifests.js';
+
+export const SCENARIOS: readonly Scenario[] = [blobsScenario, manifestsScenario, imagesScenario];
