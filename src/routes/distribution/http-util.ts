@@ -91,10 +91,18 @@ export async function readBounded(raw: IncomingMessage, max: number): Promise<Bu
   }
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of raw as AsyncIterable<Buffer>) {
+  // Leaving the loop early must not destroy the request: node detaches it from the socket first,
+  // which leaves the rest of a chunked body unread and the keep-alive connection wedged (the 413
+  // goes out, the next request on the connection never gets an answer). Drain the rest instead,
+  // once the iterator has let go of the stream.
+  for await (const chunk of raw.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > max) throw registryError('MANIFEST_TOO_LARGE', `manifest is larger than ${max} bytes`);
+    if (size > max) break;
     chunks.push(chunk);
+  }
+  if (size > max) {
+    raw.resume();
+    throw registryError('MANIFEST_TOO_LARGE', `manifest is larger than ${max} bytes`);
   }
   return Buffer.concat(chunks, size);
 }
