@@ -64,29 +64,39 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
+  return supervise(child, { name: 'bulwark', host, port, dataDir, verbose: opts.verbose === true, removeDataDir: ownsDir });
+}
+
+/**
+ * Collect a spawned registry's output, wait until GET /v2/ answers (any status) or the process
+ * dies, and wrap it as a RunningServer. Shared by Bulwark and the reference registry.
+ */
+export async function supervise(
+  child: ChildProcess,
+  o: { name: string; host: string; port: number; dataDir: string; verbose: boolean; removeDataDir: boolean },
+): Promise<RunningServer> {
   let output = '';
   const collect = (b: Buffer): void => {
     if (output.length < 64 * 1024) output += b.toString();
-    if (opts.verbose === true) process.stderr.write(b);
+    if (o.verbose) process.stderr.write(b);
   };
   child.stdout?.on('data', collect);
   child.stderr?.on('data', collect);
   const exited = new Promise<void>((res) => child.once('exit', () => res()));
 
-  // Wait until GET /v2/ answers (any status), or the child dies.
   const deadline = Date.now() + 20_000;
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`bulwark exited during start (code ${String(child.exitCode)}):\n${output}`);
+      throw new Error(`${o.name} exited during start (code ${String(child.exitCode)}):\n${output}`);
     }
     try {
-      const r = await fetch(`http://${host}/v2/`);
+      const r = await fetch(`http://${o.host}/v2/`);
       await r.arrayBuffer();
       break;
     } catch {
       if (Date.now() > deadline) {
         child.kill('SIGKILL');
-        throw new Error(`bulwark did not start within 20s:\n${output}`);
+        throw new Error(`${o.name} did not start within 20s:\n${output}`);
       }
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -97,16 +107,16 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     await exited;
   };
   return {
-    url: `http://${host}`,
-    host,
-    port,
-    dataDir,
+    url: `http://${o.host}`,
+    host: o.host,
+    port: o.port,
+    dataDir: o.dataDir,
     child,
     stop: () => waitExit('SIGTERM'),
     kill: () => waitExit('SIGKILL'),
     dispose: async () => {
       await waitExit('SIGTERM');
-      if (ownsDir) await rm(dataDir, { recursive: true, force: true });
+      if (o.removeDataDir) await rm(o.dataDir, { recursive: true, force: true });
     },
   };
 }
