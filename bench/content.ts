@@ -9,6 +9,7 @@
  * content is a list of slices of one immutable buffer plus tiny headers.
  */
 import { createCipheriv, createHash } from 'node:crypto';
+export { prng } from '../test/testkit/prng.js';
 
 export const BLOCK = 8 * 1024 * 1024;
 const HEADER = 16;
@@ -87,14 +88,3 @@ export function sha256(buf: Buffer | string): string {
   return `sha256:${createHash('sha256').update(buf).digest('hex')}`;
 }
 
-/** Small seeded PRNG (mulberry32) for sizes and choices; not for content. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

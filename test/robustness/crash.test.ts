@@ -14,23 +14,13 @@ import { rm } from 'node:fs/promises';
 import { startServer, type RunningServer } from '../testkit/server.js';
 import { OCI_MANIFEST, OciClient, imageManifest, sha256, type BlobRef } from '../testkit/oci-client.js';
 import { runFsck, sleep } from '../testkit/process-probe.js';
+import { prng } from '../testkit/prng.js';
 
 const ROUNDS = 5;
 const CLIENTS = 8;
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-/** mulberry32: a small seeded PRNG so a failing run can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface AckedBlob extends BlobRef {
   readonly repo: string;
