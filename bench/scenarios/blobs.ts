@@ -16,20 +16,28 @@ const MATERIALIZE_MAX = 8 * MiB;
 
 interface Plan {
   size: number;
+  /** operations per round */
   reps: number;
+  /**
+   * Rounds per operation kind. The runner alternates the registries step by step, so splitting
+   * the operations into rounds interleaves the two registries: slow drifts of this shared disk
+   * (writeback, the host's other tenants) then hit both instead of whichever ran second.
+   */
+  rounds: number;
+  /** time bound of one round */
   maxSeconds: number;
 }
 
 function plans(quick: boolean): Plan[] {
   return quick
     ? [
-        { size: MiB, reps: 20, maxSeconds: 10 },
-        { size: 64 * MiB, reps: 1, maxSeconds: 30 },
+        { size: MiB, reps: 10, rounds: 2, maxSeconds: 10 },
+        { size: 64 * MiB, reps: 1, rounds: 1, maxSeconds: 30 },
       ]
     : [
-        { size: MiB, reps: 50, maxSeconds: 20 },
-        { size: 64 * MiB, reps: 3, maxSeconds: 60 },
-        { size: 1024 * MiB, reps: 1, maxSeconds: 180 },
+        { size: MiB, reps: 20, rounds: 5, maxSeconds: 20 },
+        { size: 64 * MiB, reps: 1, rounds: 4, maxSeconds: 60 },
+        { size: 1024 * MiB, reps: 1, rounds: 2, maxSeconds: 180 },
       ];
 }
 
@@ -60,41 +68,77 @@ function planSteps(ctx: ScenarioContext, plan: Plan): Step[] {
   const repo = `bench-${ctx.runId}/blobs-${key.toLowerCase()}`;
   const bounds = { concurrency: 1, maxCount: plan.reps, maxSeconds: plan.maxSeconds, cpu: ctx.serverCpuSeconds };
   const monoLabel = (i: number): string => `blob-${key}-mono-${i}`;
-  let pushed = 0;
-  return [
-    {
-      name: `push monolithic ${size} x${plan.reps}`,
+  const pushed: string[] = [];
+  const mono = new Rounds(plan, 'push-mono', 'push monolithic');
+  const chunked = new Rounds(plan, 'push-chunked', 'push chunked 8 MiB');
+  const pull = new Rounds(plan, 'pull', 'pull (GET + sha256)');
+  const steps: Step[] = [];
+  for (let round = 0; round < plan.rounds; round++) {
+    const first = round * plan.reps;
+    steps.push({
+      name: `push monolithic ${size} x${plan.reps} (round ${round + 1}/${plan.rounds})`,
       run: async () => {
-        const blobs = Array.from({ length: plan.reps }, (_, i) => prepare(monoLabel(i), plan.size));
+        const blobs = Array.from({ length: plan.reps }, (_, i) => prepare(monoLabel(first + i), plan.size));
         const r = await boundedLoop(bounds, async (i) => {
           const b = at(blobs, i);
           await client.pushMonolithic(repo, b.data !== undefined ? { digest: b.digest, data: b.data } : b.content);
+          pushed.push(b.digest);
         });
-        pushed = r.count;
-        return rows(ctx, plan, 'push-mono', 'push monolithic', r);
+        return mono.add(ctx, r);
       },
-    },
-    {
-      name: `push chunked ${size} x${plan.reps}`,
+    });
+  }
+  for (let round = 0; round < plan.rounds; round++) {
+    const first = round * plan.reps;
+    steps.push({
+      name: `push chunked ${size} x${plan.reps} (round ${round + 1}/${plan.rounds})`,
       run: async () => {
-        const blobs = Array.from({ length: plan.reps }, (_, i) => prepare(`blob-${key}-chunked-${i}`, plan.size));
+        const blobs = Array.from({ length: plan.reps }, (_, i) => prepare(`blob-${key}-chunked-${first + i}`, plan.size));
         const r = await boundedLoop(bounds, async (i) => {
           await client.pushChunked(repo, at(blobs, i).content, CHUNK);
         });
-        return rows(ctx, plan, 'push-chunked', 'push chunked 8 MiB', r);
+        return chunked.add(ctx, r);
       },
-    },
-    {
-      name: `pull ${size} x${plan.reps}`,
+    });
+  }
+  for (let round = 0; round < plan.rounds; round++) {
+    const first = round * plan.reps;
+    steps.push({
+      name: `pull ${size} x${plan.reps} (round ${round + 1}/${plan.rounds})`,
       run: async () => {
-        const digests = Array.from({ length: pushed }, (_, i) => digestOf(blobContent(monoLabel(i), plan.size)));
-        const r = await boundedLoop({ ...bounds, maxCount: pushed }, async (i) => {
+        const digests = pushed.slice(first, first + plan.reps);
+        const r = await boundedLoop({ ...bounds, maxCount: digests.length }, async (i) => {
           await client.pullBlob(repo, at(digests, i));
         });
-        return rows(ctx, plan, 'pull', 'pull (GET + sha256)', r);
+        return pull.add(ctx, r);
       },
-    },
-  ];
+    });
+  }
+  return steps;
+}
+
+/** Sums the rounds of one operation kind; the last round reports the rows. */
+class Rounds {
+  private seen = 0;
+  private sum: LoopResult = { count: 0, seconds: 0, latenciesMs: [], timeBound: false, cpuSeconds: 0 };
+
+  constructor(
+    private readonly plan: Plan,
+    private readonly id: string,
+    private readonly what: string,
+  ) {}
+
+  add(ctx: ScenarioContext, r: LoopResult): Measurement[] {
+    this.seen++;
+    this.sum = {
+      count: this.sum.count + r.count,
+      seconds: this.sum.seconds + r.seconds,
+      latenciesMs: [...this.sum.latenciesMs, ...r.latenciesMs],
+      timeBound: this.sum.timeBound || r.timeBound,
+      cpuSeconds: this.sum.cpuSeconds + r.cpuSeconds,
+    };
+    return this.seen === this.plan.rounds ? rows(ctx, this.plan, this.id, this.what, this.sum) : [];
+  }
 }
 
 function rows(ctx: ScenarioContext, plan: Plan, id: string, what: string, r: LoopResult): Measurement[] {

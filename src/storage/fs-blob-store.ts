@@ -4,23 +4,32 @@
  * leaves either no blob or a complete one (see fs-layout.ts for the tree).
  */
 import { randomUUID, type Hash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, truncate, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createDigester, digestAlgorithm, isDigest, registryError, type Digest } from '../oci/index.js';
 import type { AppendOptions, BlobCheck, BlobInfo, BlobStore, ByteRange, UploadInfo } from './blob-store.js';
+import { FileRangeStream } from './file-range-stream.js';
+import { FlushingWriter } from './flushing-writer.js';
 import { FsLayout, isUploadId } from './fs-layout.js';
 import { countingDigest } from './streams.js';
 
 const READ_CHUNK = 1 << 20;
+/** Start a background fdatasync after this many appended bytes (see flushing-writer.ts). */
+const FLUSH_EVERY = 4 << 20;
 
 interface LiveSession {
   /** sha256 state of the first `hashedBytes` bytes; dropped when in doubt */
   hash: Hash | undefined;
   hashedBytes: number;
   busy: boolean;
+  /**
+   * What the session's files say, kept while this process owns the session so that a request
+   * does not re-read them; undefined when unknown or in doubt (then the files are read).
+   */
+  info: UploadInfo | undefined;
 }
 
 async function fsyncPath(path: string): Promise<void> {
@@ -37,6 +46,8 @@ export class FsBlobStore implements BlobStore {
   /** in-process state of sessions this process has touched; the files are the truth */
   private readonly live = new Map<string, LiveSession>();
   private readonly knownDirs = new Set<string>();
+  /** removals of finished session folders, done after the answer; awaited by close() */
+  private readonly cleanups = new Set<Promise<void>>();
 
   constructor(root: string) {
     this.layout = new FsLayout(root);
@@ -68,11 +79,7 @@ export class FsBlobStore implements BlobStore {
       if (e.code === 'ENOENT') throw registryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
       throw e;
     });
-    return createReadStream('', {
-      fd: fh,
-      highWaterMark: READ_CHUNK,
-      ...(range !== undefined ? { start: range.start, end: range.end } : {}),
-    });
+    return range === undefined ? new FileRangeStream(fh) : new FileRangeStream(fh, range.start, range.end + 1);
   }
 
   async readAll(digest: Digest): Promise<Buffer> {
@@ -160,14 +167,18 @@ export class FsBlobStore implements BlobStore {
     const dir = this.layout.uploadDir(id);
     await mkdir(dir);
     const startedAt = Date.now();
-    await writeFile(join(dir, 'data'), '');
-    await writeFile(join(dir, 'info.json'), JSON.stringify({ repository, startedAt }));
-    this.live.set(id, { hash: createDigester('sha256'), hashedBytes: 0, busy: false });
-    return { id, repository, size: 0, startedAt, updatedAt: startedAt };
+    await Promise.all([writeFile(join(dir, 'data'), ''), writeFile(join(dir, 'info.json'), JSON.stringify({ repository, startedAt }))]);
+    const info = { id, repository, size: 0, startedAt, updatedAt: startedAt };
+    this.live.set(id, { hash: createDigester('sha256'), hashedBytes: 0, busy: false, info });
+    return info;
   }
 
   async getUpload(id: string): Promise<UploadInfo | undefined> {
     if (!isUploadId(id)) return undefined;
+    return this.live.get(id)?.info ?? this.readUpload(id);
+  }
+
+  private async readUpload(id: string): Promise<UploadInfo | undefined> {
     const dir = this.layout.uploadDir(id);
     try {
       const [info, s] = await Promise.all([readFile(join(dir, 'info.json'), 'utf8'), stat(join(dir, 'data'))]);
@@ -183,7 +194,7 @@ export class FsBlobStore implements BlobStore {
     let s = this.live.get(id);
     if (s === undefined) {
       // A session from before a restart: its hash state is gone, recompute at commit.
-      s = { hash: undefined, hashedBytes: 0, busy: false };
+      s = { hash: undefined, hashedBytes: 0, busy: false, info: undefined };
       this.live.set(id, s);
     }
     if (s.busy) throw registryError('BLOB_UPLOAD_INVALID', 'another request is writing to this upload session');
@@ -200,7 +211,7 @@ export class FsBlobStore implements BlobStore {
     const session = this.acquire(id);
     let info: UploadInfo | undefined;
     try {
-      info = await this.getUpload(id);
+      info = session.info ?? (await this.readUpload(id));
     } finally {
       if (info === undefined) session.busy = false;
     }
@@ -208,6 +219,7 @@ export class FsBlobStore implements BlobStore {
       this.live.delete(id);
       throw registryError('BLOB_UPLOAD_UNKNOWN', undefined, { detail: { id } });
     }
+    session.info = info;
     return { session, info };
   }
 
@@ -224,19 +236,27 @@ export class FsBlobStore implements BlobStore {
       const hashing = session.hash !== undefined && session.hashedBytes === start ? session.hash : undefined;
       const counter = countingDigest(hashing, opts.length);
       try {
-        await pipeline(body, counter.transform, createWriteStream(dataPath, { flags: 'a', highWaterMark: READ_CHUNK }), {
-          ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
-        });
+        const fh = await open(dataPath, 'a');
+        try {
+          await pipeline(body, counter.transform, new FlushingWriter(fh, { flushEvery: FLUSH_EVERY, expectedBytes: opts.length, highWaterMark: READ_CHUNK }), {
+            ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
+          });
+        } finally {
+          await fh.close();
+        }
         counter.assertComplete();
       } catch (e) {
         // All or nothing: roll the session back to where this request started.
-        await truncate(dataPath, start);
         session.hash = undefined;
+        session.info = undefined;
+        await truncate(dataPath, start);
+        session.info = info;
         throw e;
       }
       const size = start + counter.bytes;
       if (hashing !== undefined) session.hashedBytes = size;
       else session.hash = undefined;
+      session.info = { ...info, size, updatedAt: Date.now() };
       return size;
     } finally {
       session.busy = false;
@@ -268,28 +288,51 @@ export class FsBlobStore implements BlobStore {
       return { digest, size: info.size };
     } finally {
       this.live.delete(id);
-      await rm(this.layout.uploadDir(id), { recursive: true, force: true });
+      this.removeFinished(id);
     }
   }
 
+  /**
+   * Remove a committed session's folder after the answer: nothing refers to it any more (its
+   * data file was renamed into the store or is discarded, and a folder without data is not a
+   * session), so the client need not wait. A crash before it runs leaves a folder that the
+   * stale-upload purge removes.
+   */
+  private removeFinished(id: string): void {
+    const dir = this.layout.uploadDir(id);
+    const job = (async () => {
+      await unlink(join(dir, 'data')).catch(() => undefined);
+      await unlink(join(dir, 'info.json')).catch(() => undefined);
+      await rmdir(dir).catch(() => rm(dir, { recursive: true, force: true }));
+    })()
+      .catch(() => undefined)
+      .finally(() => this.cleanups.delete(job));
+    this.cleanups.add(job);
+  }
+
   async cancelUpload(id: string): Promise<boolean> {
-    if ((await this.getUpload(id)) === undefined) return false;
+    if (!isUploadId(id)) return false;
+    const existed = (await this.getUpload(id)) !== undefined;
     this.live.delete(id);
+    // Also removes the folder of a session a crash cut short (info.json without data).
     await rm(this.layout.uploadDir(id), { recursive: true, force: true });
-    return true;
+    return existed;
   }
 
   async staleUploads(before: number): Promise<string[]> {
     const out: string[] = [];
     for (const id of await readdir(this.layout.uploadsDir)) {
       if (!isUploadId(id)) continue;
-      const s = await stat(join(this.layout.uploadsDir, id, 'data')).catch(() => stat(join(this.layout.uploadsDir, id)));
-      if (s.mtimeMs < before && this.live.get(id)?.busy !== true) out.push(id);
+      const s = await stat(join(this.layout.uploadsDir, id, 'data'))
+        .catch(() => stat(join(this.layout.uploadsDir, id)))
+        .catch(() => undefined); // removed meanwhile
+      if (s !== undefined && s.mtimeMs < before && this.live.get(id)?.busy !== true) out.push(id);
     }
     return out;
   }
 
   async close(): Promise<void> {
+    await Promise.all([...this.cleanups]);
     this.live.clear();
   }
 }

@@ -6,4 +6,5 @@ export { SqliteMetadataStore } from './sqlite-metadata-store.js';
 export { MemoryMetadataStore } from './memory-metadata-store.js';
 export { createBlobStore, createMetadataStore, type BlobDriver, type MetadataDriver } from './factory.js';
 export { isUploadId } from './fs-layout.js';
+export { FileRangeStream, isRecycling } from './file-range-stream.js';
 export { fsck, type FsckReport, type FsckProblem, type FsckProblemKind } from './fsck.js';

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
@@ -69,7 +69,34 @@ describe('FsBlobStore on disk', () => {
     await store.commitUpload(id, d);
     const hex = digestHex(d);
     assert.deepEqual(await filesUnder(join(dir, 'blobs')), [join('sha256', hex.slice(0, 2), hex)]);
-    assert.deepEqual(await filesUnder(join(dir, 'uploads')), [], 'the session folder is removed');
+    assert.equal(await store.getUpload(id), undefined, 'the session is over');
+    // the folder goes after the answer; close() waits for that
+    await store.close();
+    assert.deepEqual(await readdir(join(dir, 'uploads')), [], 'the session folder is removed');
+    store = await new FsBlobStore(dir).init();
+  });
+
+  test('a session folder a crash left without its data is purged as stale', async () => {
+    const id = randomUUID();
+    await mkdir(join(dir, 'uploads', id));
+    await writeFile(join(dir, 'uploads', id, 'info.json'), JSON.stringify({ repository: 'team/app', startedAt: 1 }));
+    assert.equal(await store.getUpload(id), undefined, 'not a session');
+    assert.deepEqual(await store.staleUploads(Date.now() + 1000), [id]);
+    assert.equal(await store.cancelUpload(id), false);
+    assert.deepEqual(await readdir(join(dir, 'uploads')), []);
+  });
+
+  test('appends larger than the background-flush interval store every byte, with and without a declared length', async () => {
+    const data = Buffer.alloc(9 * 1024 * 1024 + 5);
+    for (let i = 0; i < data.length; i += 4096) data.writeUInt32BE(i, i);
+    const id = randomUUID();
+    await store.startUpload(id, 'team/app');
+    const half = 5 * 1024 * 1024;
+    await store.appendUpload(id, bodyOf(data.subarray(0, half)), { length: half });
+    await store.appendUpload(id, bodyOf(data.subarray(half)));
+    const d = digestOf(data);
+    assert.deepEqual(await store.commitUpload(id, d), { digest: d, size: data.length });
+    assert.deepEqual(await store.readAll(d), data);
   });
 
   test('a put leaves its bytes under blobs/ and nothing in tmp/', async () => {

@@ -2,7 +2,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { parseDigest } from '../../oci/index.js';
 import type { Registry } from '../../registry/index.js';
-import { opContext, requestedRange } from './http-util.js';
+import { opContext, requestedRange, sendBody } from './http-util.js';
 import type { ResourceHandlers } from './router.js';
 
 export function blobRoutes(registry: Registry): ResourceHandlers<{ name: string; digest: string }> {
@@ -25,7 +25,7 @@ export function blobRoutes(registry: Registry): ResourceHandlers<{ name: string;
         'Content-Range': `bytes ${range.start}-${range.end}/${info.size}`,
       });
     }
-    return reply.send(stream);
+    await sendBody(reply, stream);
   };
   return {
     HEAD: (req, reply, p) => send(req, reply, p.name, p.digest, true),

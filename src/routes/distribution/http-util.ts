@@ -1,8 +1,9 @@
 /** Small helpers shared by the distribution routes: request parsing and common headers. */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
 import { parseDigest, registryError, type Digest } from '../../oci/index.js';
-import type { ByteRange } from '../../storage/index.js';
+import { isRecycling, type ByteRange } from '../../storage/index.js';
 import type { OpContext } from '../../registry/index.js';
 
 export function opContext(req: FastifyRequest): OpContext {
@@ -127,4 +128,41 @@ export function nextLink(path: string, params: Record<string, string | undefined
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(params)) if (v !== undefined) q.set(k, v);
   return `<${path}?${q.toString()}>; rel="next"`;
+}
+
+/**
+ * Send a blob body whose status and headers are set on the reply. A stream that recycles its
+ * chunks (storage/file-range-stream.ts) is pumped into the socket here, handing each chunk back
+ * once the socket has taken it, which keeps large pulls free of allocation and GC churn; any
+ * other stream goes through fastify. Headers are final at this point: errors after it can only
+ * cut the connection, as with any streamed body.
+ */
+export function sendBody(reply: FastifyReply, body: Readable): FastifyReply | Promise<void> {
+  if (!isRecycling(body)) return reply.send(body);
+  reply.hijack();
+  const res = reply.raw;
+  for (const [k, v] of Object.entries(reply.getHeaders())) if (v !== undefined) res.setHeader(k, typeof v === 'number' ? String(v) : v);
+  res.writeHead(reply.statusCode);
+  return new Promise<void>((resolve) => {
+    const onDrain = (): void => {
+      body.resume();
+    };
+    body.on('data', (chunk: Buffer) => {
+      const more = res.write(chunk, () => body.recycle(chunk));
+      if (!more) {
+        body.pause();
+        res.once('drain', onDrain);
+      }
+    });
+    body.once('end', () => res.end());
+    body.once('error', (err) => {
+      reply.log.warn({ err }, 'blob stream failed after the headers were sent; closing the connection');
+      res.destroy(err);
+    });
+    res.once('close', () => {
+      res.off('drain', onDrain);
+      if (!body.destroyed) body.destroy();
+      resolve();
+    });
+  });
 }

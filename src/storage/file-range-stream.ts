@@ -1,0 +1,77 @@
+/**
+ * A Readable over a byte range of an open file whose chunks can be handed back for reuse.
+ *
+ * Why: a 1 GiB pull through fs.createReadStream allocates 1,024 fresh 1 MiB buffers, and on a
+ * process with Bulwark's heap the garbage collections that external allocation triggers cost
+ * more CPU than the copies themselves (measured: 1.2 CPU s of GC for 3 GiB served). A consumer
+ * that knows when a chunk has left the process (the HTTP pump in routes/, after the socket
+ * write callback) calls `recycle(chunk)`; the next read then reuses that memory. A consumer that
+ * never recycles (any ordinary pipe) gets fresh buffers, exactly like createReadStream.
+ */
+import type { FileHandle } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+
+const CHUNK = 1 << 20;
+/** Buffers kept for reuse per stream: enough to keep the socket busy while the next read runs. */
+const POOL = 4;
+
+export class FileRangeStream extends Readable {
+  private position: number;
+  private readonly end: number;
+  private readonly free: Buffer[] = [];
+  /** buffers this stream handed out and may take back: only these are ever reused */
+  private readonly lent = new WeakSet<ArrayBufferLike>();
+
+  /** `end` is exclusive; undefined reads to the end of the file. The stream owns `fh` and closes it. */
+  constructor(
+    private readonly fh: FileHandle,
+    start = 0,
+    end = Number.POSITIVE_INFINITY,
+  ) {
+    super({ highWaterMark: CHUNK });
+    this.position = start;
+    this.end = end;
+  }
+
+  /** Give back a chunk this stream produced, once nothing references its bytes any more. */
+  recycle(chunk: Buffer): void {
+    if (!this.lent.has(chunk.buffer) || this.free.length >= POOL || this.destroyed) return;
+    this.lent.delete(chunk.buffer);
+    this.free.push(Buffer.from(chunk.buffer, 0, CHUNK));
+  }
+
+  override _read(): void {
+    const want = Math.min(CHUNK, this.end - this.position);
+    if (want <= 0) {
+      this.push(null);
+      return;
+    }
+    const buf = this.free.pop() ?? Buffer.allocUnsafeSlow(CHUNK);
+    this.fh.read(buf, 0, want, this.position).then(
+      ({ bytesRead }) => {
+        if (bytesRead === 0) {
+          if (this.end === Number.POSITIVE_INFINITY) this.push(null);
+          else this.destroy(new Error(`file ended ${this.end - this.position} bytes early`));
+          return;
+        }
+        this.position += bytesRead;
+        this.lent.add(buf.buffer);
+        this.push(buf.subarray(0, bytesRead));
+      },
+      (e: unknown) => this.destroy(e instanceof Error ? e : new Error(String(e))),
+    );
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.free.length = 0;
+    this.fh.close().then(
+      () => cb(err),
+      (e: unknown) => cb(err ?? (e instanceof Error ? e : new Error(String(e)))),
+    );
+  }
+}
+
+/** Whether a stream supports `recycle` (see FileRangeStream). */
+export function isRecycling(s: Readable): s is FileRangeStream {
+  return s instanceof FileRangeStream;
+}

@@ -1,0 +1,135 @@
+/**
+ * The two stream pieces under the filesystem store's fast paths: FlushingWriter (background
+ * fdatasync while a body arrives) and FileRangeStream (pull chunks handed back for reuse).
+ */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, open, readFile, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { after, before, describe, test } from 'node:test';
+import { FlushingWriter } from '../../src/storage/flushing-writer.js';
+import { FileRangeStream, isRecycling } from '../../src/storage/index.js';
+import { collect } from '../testkit/streams.js';
+
+const MiB = 1024 * 1024;
+let dir: string;
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'bulwark-streams-'));
+});
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** `total` bytes in pieces of `piece` bytes, from a fixed random buffer. */
+function pieces(source: Buffer, piece: number): Readable {
+  const parts: Buffer[] = [];
+  for (let off = 0; off < source.length; off += piece) parts.push(source.subarray(off, off + piece));
+  return Readable.from(parts);
+}
+
+/** A FileHandle whose datasync() is counted, and fails when told to. */
+function instrumented(fh: FileHandle, failSync: boolean): { fh: FileHandle; syncs: () => number } {
+  let syncs = 0;
+  const proxy = new Proxy(fh, {
+    get(target, prop, receiver) {
+      if (prop === 'datasync') {
+        return async () => {
+          syncs++;
+          if (failSync) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+          await target.datasync();
+        };
+      }
+      const v: unknown = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  return { fh: proxy, syncs: () => syncs };
+}
+
+describe('FlushingWriter', () => {
+  test('appends every byte in order and flushes in the background while the body arrives', async () => {
+    const data = randomBytes(9 * MiB + 123);
+    const path = join(dir, 'flush-known');
+    await writeFile(path, 'prefix:');
+    const raw = await open(path, 'a');
+    const { fh, syncs } = instrumented(raw, false);
+    await pipeline(pieces(data, 64 * 1024), new FlushingWriter(fh, { flushEvery: 2 * MiB, expectedBytes: data.length }));
+    await raw.close();
+    assert.deepEqual(await readFile(path), Buffer.concat([Buffer.from('prefix:'), data]));
+    assert.ok(syncs() >= 1, 'at least one background flush for a 9 MiB body with a 2 MiB interval');
+  });
+
+  test('starts no flush once the declared length has arrived (the caller would only wait for it)', async () => {
+    const data = randomBytes(2 * MiB);
+    const raw = await open(join(dir, 'flush-exact'), 'w');
+    const { fh, syncs } = instrumented(raw, false);
+    // one 2 MiB chunk reaches the interval exactly when the body is complete
+    await pipeline(Readable.from([data]), new FlushingWriter(fh, { flushEvery: 2 * MiB, expectedBytes: data.length }));
+    await raw.close();
+    assert.equal(syncs(), 0);
+  });
+
+  test('a failed background flush fails the write: the body is never reported as stored', async () => {
+    const raw = await open(join(dir, 'flush-fails'), 'w');
+    const { fh } = instrumented(raw, true);
+    await assert.rejects(
+      pipeline(pieces(randomBytes(4 * MiB), 256 * 1024), new FlushingWriter(fh, { flushEvery: MiB })),
+      /EIO/,
+    );
+    await raw.close();
+  });
+});
+
+describe('FileRangeStream', () => {
+  let path: string;
+  let content: Buffer;
+  before(async () => {
+    content = randomBytes(5 * MiB + 777);
+    path = join(dir, 'range-source');
+    await writeFile(path, content);
+  });
+
+  test('reads the whole file, or exactly the byte range asked for, to an ordinary consumer', async () => {
+    assert.deepEqual(await collect(new FileRangeStream(await open(path, 'r'))), content);
+    const cases: [number, number][] = [
+      [0, 1],
+      [MiB - 1, MiB + 1],
+      [123, 3 * MiB + 5],
+      [content.length - 10, content.length],
+    ];
+    for (const [start, end] of cases) {
+      assert.deepEqual(await collect(new FileRangeStream(await open(path, 'r'), start, end)), content.subarray(start, end), `${start}-${end}`);
+    }
+  });
+
+  test('recycled chunks are reused for later reads without corrupting what was already consumed', async () => {
+    const s = new FileRangeStream(await open(path, 'r'));
+    assert.ok(isRecycling(s));
+    const hash = createHash('sha256');
+    const memories = new Set<ArrayBufferLike>();
+    for await (const chunk of s as AsyncIterable<Buffer>) {
+      memories.add(chunk.buffer);
+      hash.update(chunk);
+      chunk.fill(0xee); // scribble over it: a reuse that overlapped a live chunk would show
+      s.recycle(chunk);
+    }
+    assert.equal(hash.digest('hex'), createHash('sha256').update(content).digest('hex'));
+    assert.ok(memories.size < 6, `6 chunks read through ${memories.size} buffers: recycled memory is reused`);
+  });
+
+  test('a chunk the stream did not produce is never taken into its pool', async () => {
+    const s = new FileRangeStream(await open(path, 'r'), 0, 3 * MiB);
+    const foreign = Buffer.alloc(MiB, 0x55);
+    s.recycle(foreign);
+    const out = await collect(s);
+    assert.deepEqual(out, content.subarray(0, 3 * MiB));
+    assert.ok(foreign.every((b) => b === 0x55));
+  });
+
+  test('a file shorter than the range ends the stream with an error, not with short data', async () => {
+    await assert.rejects(collect(new FileRangeStream(await open(path, 'r'), 0, content.length + 10)), /ended 10 bytes early/);
+  });
+});
