@@ -3,11 +3,14 @@
  * Never listens; `bulwark serve` (src/cli/serve.ts) does.
  */
 import type { FastifyInstance } from 'fastify';
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
 import { AuditLog, EventBus } from './audit/index.js';
+import { AuthService, MemoryAuthStore, SqliteAuthStore, type AuthStore } from './auth/index.js';
 import type { Config } from './config/index.js';
 import { createHttpServer } from './http/index.js';
 import { createRegistry, type Registry } from './registry/index.js';
-import { distributionRoutes } from './routes/index.js';
+import { distributionRoutes, oauthRoutes } from './routes/index.js';
 import { createBlobStore, createMetadataStore, type BlobStore, type MetadataStore } from './storage/index.js';
 
 export interface App {
@@ -16,6 +19,10 @@ export interface App {
   readonly bus: EventBus;
   readonly blobs: BlobStore;
   readonly meta: MetadataStore;
+  /** undefined when `auth.enabled` is false */
+  readonly auth: AuthService | undefined;
+  /** the bootstrap admin created by this start (first start of a data folder), for in-memory setups and tests */
+  readonly bootstrap: { username: string; password: string } | undefined;
   /** Stop accepting requests, let in-flight ones finish, then close stores and the audit log. */
   close(): Promise<void>;
 }
@@ -23,6 +30,22 @@ export interface App {
 export interface AppDeps {
   blobs?: BlobStore;
   meta?: MetadataStore;
+  authStore?: AuthStore;
+}
+
+const BOOTSTRAP_FILE = 'bootstrap-credentials.json';
+
+/** Write the bootstrap credential once, readable by the owner only; never to a log. */
+async function writeBootstrapFile(dataDir: string, creds: { username: string; password: string }): Promise<string> {
+  const path = join(dataDir, BOOTSTRAP_FILE);
+  const fh = await open(path, 'wx', 0o600);
+  try {
+    await fh.writeFile(`${JSON.stringify(creds, null, 2)}\n`);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  return path;
 }
 
 export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App> {
@@ -32,13 +55,47 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
   const bus = new EventBus((err, e) => http.log.error({ err, event: e.type }, 'failed to deliver event'));
   const audit = config.audit.file === '' ? undefined : new AuditLog(config.audit.file, bus);
   const registry = createRegistry({ blobs, meta, bus, config });
-  distributionRoutes(http, registry, config);
+
+  let auth: AuthService | undefined;
+  let bootstrap: { username: string; password: string } | undefined;
+  let authStore: AuthStore | undefined;
+  if (config.auth.enabled) {
+    authStore = deps.authStore ?? (config.storage.metadataDriver === 'sqlite' ? new SqliteAuthStore(join(config.dataDir, 'auth.db')) : new MemoryAuthStore());
+    auth = await AuthService.create(authStore, bus, {
+      issuer: config.externalUrl,
+      service: config.auth.service,
+      accessTokenSeconds: config.auth.accessTokenSeconds,
+      refreshTokenSeconds: config.auth.refreshTokenSeconds,
+      clockSkewSeconds: config.auth.clockSkewSeconds,
+      algorithm: config.auth.signingAlgorithm,
+      keyRotationDays: config.auth.signingKeyRotationDays,
+      anonymousPull: config.auth.anonymousPull,
+      failures: { perIdentity: config.auth.failures.perIdentity, perAddress: config.auth.failures.perAddress, windowMs: config.auth.failures.windowSeconds * 1000 },
+      disableAdminOnFirstOwner: config.auth.disableAdminOnFirstOwner,
+    });
+    bootstrap = await auth.directory.ensureBootstrapAdmin();
+    if (bootstrap !== undefined && config.storage.metadataDriver === 'sqlite') {
+      const path = await writeBootstrapFile(config.dataDir, bootstrap);
+      http.log.warn({ file: path, username: bootstrap.username }, 'created the bootstrap admin; its password is in the file (mode 0600). Assign an Owner and disable it.');
+    }
+    if ((await auth.directory.admins()).some((a) => a.enabled)) {
+      http.log.warn('the bootstrap admin is enabled (compliance finding BOOTSTRAP_ADMIN_ENABLED): assign an Owner, then `bulwark admin disable`');
+    }
+    oauthRoutes(http, auth);
+  } else {
+    http.log.warn('authentication is OFF (auth.enabled=false): every request is served to anyone. Never run like this outside an isolated test.');
+  }
+  distributionRoutes(http, registry, config, auth);
 
   const system = { client: { address: 'internal', userAgent: 'bulwark', requestId: 'upload-purge' } };
   const purge = setInterval(() => {
     registry.blobs.purgeStaleUploads(system).catch((err: unknown) => http.log.error({ err }, 'failed to purge stale uploads'));
   }, config.uploads.purgeIntervalSeconds * 1000);
   purge.unref();
+  const upkeep = setInterval(() => {
+    auth?.maintain().catch((err: unknown) => http.log.error({ err }, 'failed to maintain signing keys and refresh tokens'));
+  }, 3_600_000);
+  upkeep.unref();
 
   let closing: Promise<void> | undefined;
   return {
@@ -47,13 +104,17 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
     bus,
     blobs,
     meta,
+    auth,
+    bootstrap,
     close: () =>
       (closing ??= (async () => {
         clearInterval(purge);
+        clearInterval(upkeep);
         await http.close();
         await audit?.close();
         await blobs.close();
         await meta.close();
+        await authStore?.close();
       })()),
   };
 }

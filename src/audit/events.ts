@@ -15,7 +15,20 @@ export type RegistryEventType =
   | 'upload.start'
   | 'upload.finish'
   | 'upload.cancel'
-  | 'upload.purge';
+  | 'upload.purge'
+  // identity and access (auth/): token issuance and refusals, policy changes, elevations
+  | 'auth.token'
+  | 'auth.refresh'
+  | 'auth.exchange'
+  | 'auth.failure'
+  | 'auth.throttled'
+  | 'auth.denied'
+  | 'admin.change'
+  | 'access.request'
+  | 'access.approve'
+  | 'access.deny'
+  | 'access.use'
+  | 'access.expire';
 
 export interface ClientInfo {
   readonly address: string;
@@ -39,6 +52,12 @@ export interface RegistryEvent {
   readonly outcome: 'success' | 'failure';
   /** the registry error code on failure */
   readonly error?: string | undefined;
+  /** who acted (principal id), for auth and admin events; never a secret */
+  readonly principal?: string | undefined;
+  /** what was asked or changed (scopes, the object changed), for auth and admin events */
+  readonly target?: string | undefined;
+  /** why a request was refused, in words */
+  readonly reason?: string | undefined;
 }
 
 export type EventListener = (e: RegistryEvent) => void;

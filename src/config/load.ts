@@ -75,6 +75,15 @@ function coerce(spec: OptionSpec, raw: unknown, problems: string[]): unknown {
       return typeof raw === 'string' && spec.values?.includes(raw) === true ? raw : bad(`must be one of ${spec.values?.join(', ')}`);
     case 'address':
       return (typeof raw === 'string' ? parseAddress(raw) : undefined) ?? bad('must be host:port');
+    case 'list': {
+      const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',').map((x) => x.trim()).filter((x) => x !== '') : undefined;
+      if (items === undefined || !items.every((x): x is string => typeof x === 'string')) return bad('must be a comma-separated list');
+      for (const x of items) {
+        const why = spec.item?.(x);
+        if (why !== undefined) return bad(`${x.slice(0, 80)}: ${why}`);
+      }
+      return items;
+    }
   }
 }
 
@@ -114,5 +123,8 @@ export function loadConfig(sources: LoadSources = {}): Config {
   out.dataDir = dataDir;
   const audit = out.audit as { file: string };
   if (audit.file !== '') audit.file = resolve(audit.file.replace('${dataDir}', dataDir));
+  const listen = out.listen as { host: string; port: number };
+  if (out.externalUrl === '') out.externalUrl = `http://${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`;
+  else if (!/^https?:\/\/[^/?#]+$/.test(out.externalUrl as string)) throw new ConfigError([`externalUrl (BULWARK_EXTERNAL_URL): must be http(s)://host[:port] without a path`]);
   return deepFreeze(out) as unknown as Config;
 }

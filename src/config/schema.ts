@@ -4,7 +4,7 @@
  * (`bulwark config-docs`) and a test keeps the two in sync.
  */
 
-export type OptionType = 'string' | 'integer' | 'boolean' | 'enum' | 'address';
+export type OptionType = 'string' | 'integer' | 'boolean' | 'enum' | 'address' | 'list';
 
 export interface OptionSpec {
   /** dotted path in the config file and in Config */
@@ -19,7 +19,22 @@ export interface OptionSpec {
   /** default; a string containing `${dataDir}` is resolved against the data folder */
   readonly default: string | number | boolean;
   readonly doc: string;
+  /** for `list` (comma-separated) options: a problem with one item, or undefined when it is fine */
+  readonly item?: (value: string) => string | undefined;
 }
+
+const REPO_PATTERN = /^(\*|[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*(?:\/\*)?)$/;
+const issuerPair = (v: string): string | undefined => {
+  const i = v.lastIndexOf('=');
+  if (i <= 0 || i === v.length - 1) return 'expected <issuer URL>=<audience>';
+  try {
+    const u = new URL(v.slice(0, i));
+    const loopback = ['127.0.0.1', '[::1]', 'localhost'].includes(u.hostname);
+    return u.protocol === 'https:' || (u.protocol === 'http:' && loopback) ? undefined : 'the issuer must be an https URL (http only on loopback)';
+  } catch {
+    return 'the issuer is not a URL';
+  }
+};
 
 export const OPTIONS: readonly OptionSpec[] = [
   { key: 'listen', env: 'BULWARK_LISTEN', flag: '--listen', type: 'address', default: '127.0.0.1:5000', doc: 'Address and port to serve on, `host:port` (IPv6 as `[::1]:5000`).' },
@@ -39,6 +54,20 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'http.maxHeaderBytes', env: 'BULWARK_HTTP_MAX_HEADER_BYTES', type: 'integer', min: 1024, max: 1024 * 1024, default: 16384, doc: 'Largest request header block; larger gets 431.' },
   { key: 'http.shutdownTimeoutMs', env: 'BULWARK_HTTP_SHUTDOWN_TIMEOUT_MS', type: 'integer', min: 0, max: 600000, default: 30000, doc: 'On SIGTERM/SIGINT, how long in-flight requests may take to finish before the process exits anyway.' },
   { key: 'audit.file', env: 'BULWARK_AUDIT_FILE', type: 'string', default: '${dataDir}/audit.log', doc: 'JSON-lines audit log of every registry operation; empty string disables it.' },
+  { key: 'externalUrl', env: 'BULWARK_EXTERNAL_URL', flag: '--external-url', type: 'string', default: '', doc: 'The URL clients reach the registry at (e.g. `https://registry.example.com`); the token realm and issuer derive from it. Empty: `http://<listen>`.' },
+  { key: 'auth.enabled', env: 'BULWARK_AUTH_ENABLED', type: 'boolean', default: true, doc: 'Require an identity for every request (token authentication). `false` serves everything to everyone and logs a warning at every start: for isolated tests and benchmarks only.' },
+  { key: 'auth.service', env: 'BULWARK_AUTH_SERVICE', type: 'string', default: 'bulwark', doc: 'The `service` of the token flow: the audience of the tokens this registry issues and accepts.' },
+  { key: 'auth.accessTokenSeconds', env: 'BULWARK_AUTH_ACCESS_TOKEN_SECONDS', type: 'integer', min: 30, max: 3600, default: 300, doc: 'Lifetime of an access token. Nothing a token grants outlives a revocation by more than this.' },
+  { key: 'auth.refreshTokenSeconds', env: 'BULWARK_AUTH_REFRESH_TOKEN_SECONDS', type: 'integer', min: 300, max: 30 * 86400, default: 3 * 3600, doc: 'Lifetime of a refresh token (`docker login` with a token from `/oauth2/exchange`, or `access_type=offline`).' },
+  { key: 'auth.signingAlgorithm', env: 'BULWARK_AUTH_SIGNING_ALGORITHM', type: 'enum', values: ['ES256', 'EdDSA'], default: 'ES256', doc: 'Signature algorithm of issued tokens.' },
+  { key: 'auth.signingKeyRotationDays', env: 'BULWARK_AUTH_SIGNING_KEY_ROTATION_DAYS', type: 'integer', min: 1, max: 365, default: 30, doc: 'The token-signing key is replaced after this many days; older keys keep verifying the tokens they signed until those expire.' },
+  { key: 'auth.clockSkewSeconds', env: 'BULWARK_AUTH_CLOCK_SKEW_SECONDS', type: 'integer', min: 0, max: 300, default: 60, doc: 'Clock skew tolerated when checking `exp`, `nbf` and `iat` of tokens.' },
+  { key: 'auth.anonymousPull', env: 'BULWARK_AUTH_ANONYMOUS_PULL', type: 'list', default: '', doc: 'Repositories anyone may pull without credentials: comma-separated `*`, names, or `prefix/*`. Empty: none (the default).', item: (v) => (REPO_PATTERN.test(v) && v.length <= 257 ? undefined : 'expected *, a repository name or <prefix>/*') },
+  { key: 'auth.disableAdminOnFirstOwner', env: 'BULWARK_AUTH_DISABLE_ADMIN_ON_FIRST_OWNER', type: 'boolean', default: true, doc: 'Disable the bootstrap admin when the first Owner role is assigned to another identity.' },
+  { key: 'auth.failures.perIdentity', env: 'BULWARK_AUTH_FAILURES_PER_IDENTITY', type: 'integer', min: 1, max: 1000, default: 5, doc: 'Failed sign-ins allowed per identity and source address within the window; more get 429 with `Retry-After`.' },
+  { key: 'auth.failures.perAddress', env: 'BULWARK_AUTH_FAILURES_PER_ADDRESS', type: 'integer', min: 1, max: 100000, default: 50, doc: 'Failed sign-ins allowed per source address (any identity) within the window.' },
+  { key: 'auth.failures.windowSeconds', env: 'BULWARK_AUTH_FAILURES_WINDOW_SECONDS', type: 'integer', min: 1, max: 86400, default: 300, doc: 'Window over which failed sign-ins are counted.' },
+  { key: 'auth.oidc.userIssuers', env: 'BULWARK_AUTH_OIDC_USER_ISSUERS', type: 'list', default: '', doc: 'OpenID Connect providers whose ID tokens people may exchange at `/oauth2/exchange`: comma-separated `<issuer URL>=<audience>`. The person is `user:<sub>@<issuer>`.', item: issuerPair },
   { key: 'log.level', env: 'BULWARK_LOG_LEVEL', type: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', doc: 'Server log level (structured JSON on stdout).' },
 ];
 
@@ -56,5 +85,19 @@ export interface Config {
     readonly shutdownTimeoutMs: number;
   };
   readonly audit: { readonly file: string };
+  readonly externalUrl: string;
+  readonly auth: {
+    readonly enabled: boolean;
+    readonly service: string;
+    readonly accessTokenSeconds: number;
+    readonly refreshTokenSeconds: number;
+    readonly signingAlgorithm: 'ES256' | 'EdDSA';
+    readonly signingKeyRotationDays: number;
+    readonly clockSkewSeconds: number;
+    readonly anonymousPull: readonly string[];
+    readonly disableAdminOnFirstOwner: boolean;
+    readonly failures: { readonly perIdentity: number; readonly perAddress: number; readonly windowSeconds: number };
+    readonly oidc: { readonly userIssuers: readonly string[] };
+  };
   readonly log: { readonly level: string };
 }

@@ -50,8 +50,13 @@ export class BlobService {
    * omitted, any repository holding the blob is a source ("automatic content discovery").
    * Returns undefined when the blob cannot be mounted; the caller then opens a session.
    */
-  async mount(ctx: OpContext, repository: string, digest: Digest, from: string | undefined): Promise<BlobInfo | undefined> {
-    const sources = from !== undefined ? [from] : await this.deps.meta.repositoriesWithBlob(digest, 1);
+  async mount(ctx: OpContext, repository: string, digest: Digest, from: string | undefined, mayRead?: (name: string) => Promise<boolean>): Promise<BlobInfo | undefined> {
+    let sources = from !== undefined ? [from] : await this.deps.meta.repositoriesWithBlob(digest, mayRead === undefined ? 1 : 100);
+    if (from === undefined && mayRead !== undefined) {
+      const allowed: string[] = [];
+      for (const s of sources) if (await mayRead(s)) allowed.push(s);
+      sources = allowed.slice(0, 1);
+    }
     const source = (await this.deps.meta.blobLink(repository, digest)) !== undefined ? repository : sources[0];
     if (source === undefined || (await this.deps.meta.blobLink(source, digest)) === undefined) return undefined;
     const info = await this.deps.blobs.stat(digest);

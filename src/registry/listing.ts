@@ -29,8 +29,26 @@ export class ListingService {
     return this.page(this.clamp(n), (page) => this.deps.meta.listTags(repository, { n: page, last }));
   }
 
-  async catalog(n: number | undefined, last: string | undefined): Promise<ListPage<string>> {
-    return this.page(this.clamp(n), (page) => this.deps.meta.listRepositories({ n: page, last }));
+  /**
+   * Repositories in lexical order; with `visible`, only those the caller may see (the catalog is
+   * filtered by access, and pages are filled from further down the list, never short-changed).
+   */
+  async catalog(n: number | undefined, last: string | undefined, visible?: (name: string) => boolean): Promise<ListPage<string>> {
+    if (visible === undefined) return this.page(this.clamp(n), (page) => this.deps.meta.listRepositories({ n: page, last }));
+    return this.page(this.clamp(n), async (want) => {
+      const out: string[] = [];
+      let cursor = last;
+      const batch = Math.max(100, want * 2);
+      for (;;) {
+        const names = await this.deps.meta.listRepositories({ n: batch, last: cursor });
+        for (const name of names) {
+          if (visible(name)) out.push(name);
+          if (out.length >= want) return out;
+        }
+        if (names.length < batch) return out;
+        cursor = names[names.length - 1];
+      }
+    });
   }
 
   /**

@@ -1,1 +1,2 @@
 export { distributionRoutes } from './distribution/index.js';
+export { oauthRoutes } from './oauth/index.js';

@@ -44,7 +44,7 @@ export interface TestApp {
 }
 
 /**
- * An app on in-memory stores, audit off, silent logs; `overrides` by option key (src/config/schema.ts).
+ * An app on in-memory stores, audit off, silent logs, authentication off unless asked for; `overrides` by option key (src/config/schema.ts).
  * BULWARK_TEST_STORAGE=disk runs the same tests on the filesystem blob store and SQLite.
  */
 export async function startApp(overrides: Record<string, unknown> = {}): Promise<TestApp> {
@@ -56,6 +56,8 @@ export async function startApp(overrides: Record<string, unknown> = {}): Promise
       'storage.metadataDriver': disk ? 'sqlite' : 'memory',
       'audit.file': '',
       'log.level': 'silent',
+      // Protocol tests run without authentication; auth tests pass 'auth.enabled': true.
+      'auth.enabled': false,
       dataDir,
       ...overrides,
     },

@@ -49,6 +49,8 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** forward the server's stderr to ours */
   verbose?: boolean;
+  /** run with authentication (the default configuration); protocol and storage tests run without */
+  auth?: boolean;
 }
 
 export async function startServer(opts: StartOptions = {}): Promise<RunningServer> {
@@ -60,7 +62,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     process.execPath,
     [cliPath, 'serve', '--listen', host, '--data-dir', dataDir, ...(opts.args ?? [])],
     {
-      env: { ...process.env, BULWARK_LOG_LEVEL: process.env.BULWARK_LOG_LEVEL ?? 'warn', ...opts.env },
+      env: { ...process.env, BULWARK_LOG_LEVEL: process.env.BULWARK_LOG_LEVEL ?? 'warn', BULWARK_AUTH_ENABLED: opts.auth === true ? 'true' : 'false', ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );

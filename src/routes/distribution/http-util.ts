@@ -1,15 +1,17 @@
 /** Small helpers shared by the distribution routes: request parsing and common headers. */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingMessage } from 'node:http';
+import { clientInfo, readBounded } from '../../http/index.js';
 import type { Readable } from 'node:stream';
 import { parseDigest, registryError, type Digest } from '../../oci/index.js';
 import { isRecycling, type ByteRange } from '../../storage/index.js';
 import type { OpContext } from '../../registry/index.js';
 
 export function opContext(req: FastifyRequest): OpContext {
-  const ua = req.headers['user-agent'];
-  return { client: { address: req.ip, userAgent: typeof ua === 'string' ? ua.slice(0, 512) : '', requestId: req.id } };
+  return { client: clientInfo(req) };
 }
+
+export { readBounded };
 
 /** Query parameters from the raw URL; a repeated parameter is a client error. */
 export function query(req: FastifyRequest): URLSearchParams {
@@ -81,31 +83,6 @@ export function requestedRange(header: string | undefined, size: number): ByteRa
   if (start >= size) unsatisfiable();
   const end = b === '' ? size - 1 : Math.min(Number(b), size - 1);
   return end < start ? undefined : { start, end };
-}
-
-/** Read a bounded body into memory (manifests). Oversized → MANIFEST_TOO_LARGE before buffering. */
-export async function readBounded(raw: IncomingMessage, max: number): Promise<Buffer> {
-  const declared = contentLength(raw);
-  if (declared !== undefined && declared > max) {
-    raw.resume();
-    throw registryError('MANIFEST_TOO_LARGE', `manifest is larger than ${max} bytes`);
-  }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  // Leaving the loop early must not destroy the request: node detaches it from the socket first,
-  // which leaves the rest of a chunked body unread and the keep-alive connection wedged (the 413
-  // goes out, the next request on the connection never gets an answer). Drain the rest instead,
-  // once the iterator has let go of the stream.
-  for await (const chunk of raw.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > max) break;
-    chunks.push(chunk);
-  }
-  if (size > max) {
-    raw.resume();
-    throw registryError('MANIFEST_TOO_LARGE', `manifest is larger than ${max} bytes`);
-  }
-  return Buffer.concat(chunks, size);
 }
 
 export function uploadLocation(name: string, id: string): string {

@@ -1,6 +1,8 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { AuthService } from '../../auth/index.js';
 import type { Config } from '../../config/index.js';
 import type { Registry } from '../../registry/index.js';
+import { AccessGate, needOf } from './access-gate.js';
 import { blobRoutes } from './blobs.js';
 import { catalogRoutes, referrersRoutes, tagsRoutes } from './listing.js';
 import { manifestRoutes } from './manifests.js';
@@ -8,18 +10,19 @@ import { registerDistribution } from './router.js';
 import { uploadSessionRoutes, uploadStartRoutes } from './uploads.js';
 
 /** Mount the OCI Distribution API (v1.1) under /v2. */
-export function distributionRoutes(app: FastifyInstance, registry: Registry, config: Config): void {
+export function distributionRoutes(app: FastifyInstance, registry: Registry, config: Config, auth: AuthService | undefined): void {
   const apiBase = async (_req: unknown, reply: FastifyReply): Promise<void> => {
     void reply.code(200).header('Content-Type', 'application/json').send('{}');
   };
+  const gate = auth === undefined ? undefined : new AccessGate(auth, config.externalUrl);
   registerDistribution(app, {
     base: { GET: apiBase, HEAD: apiBase },
-    catalog: catalogRoutes(registry),
-    uploadStart: uploadStartRoutes(registry, config.uploads.chunkMinLength),
+    catalog: catalogRoutes(registry, auth),
+    uploadStart: uploadStartRoutes(registry, config.uploads.chunkMinLength, auth),
     uploadSession: uploadSessionRoutes(registry),
     blob: blobRoutes(registry),
     manifest: manifestRoutes(registry, config.limits.manifestMaxBytes),
     tags: tagsRoutes(registry),
     referrers: referrersRoutes(registry),
-  });
+  }, gate === undefined ? undefined : (req, resource, method, params) => gate.check(req, needOf(resource, method, params)));
 }

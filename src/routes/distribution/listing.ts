@@ -3,6 +3,8 @@ import { parseDigest, isMediaTypeString, registryError } from '../../oci/index.j
 import { REFERRERS_MEDIA_TYPE, type Registry } from '../../registry/index.js';
 import { nextLink, pageSize, query, single } from './http-util.js';
 import type { ResourceHandlers } from './router.js';
+import type { AuthService } from '../../auth/index.js';
+import { claimsOf } from './access-gate.js';
 
 export function tagsRoutes(registry: Registry): ResourceHandlers<{ name: string }> {
   return {
@@ -16,12 +18,15 @@ export function tagsRoutes(registry: Registry): ResourceHandlers<{ name: string 
   };
 }
 
-export function catalogRoutes(registry: Registry): ResourceHandlers<Record<string, never>> {
+export function catalogRoutes(registry: Registry, auth: AuthService | undefined): ResourceHandlers<Record<string, never>> {
   return {
     GET: async (req, reply) => {
       const q = query(req);
       const n = pageSize(q);
-      const page = await registry.listing.catalog(n, single(q, 'last'));
+      // The catalog lists only what the caller may see (identity issue: "filtered").
+      const claims = claimsOf(req);
+      const visible = auth === undefined || claims === undefined ? undefined : await auth.policy.visibility({ principal: claims.sub, clientAddress: req.ip, amr: claims.amr, now: Date.now() });
+      const page = await registry.listing.catalog(n, single(q, 'last'), visible);
       if (page.next !== undefined) void reply.header('Link', nextLink('/v2/_catalog', { n: String(n ?? page.items.length), last: page.next }));
       void reply.code(200).header('Content-Type', 'application/json').send(JSON.stringify({ repositories: page.items }));
     },

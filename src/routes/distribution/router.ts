@@ -21,7 +21,10 @@ export interface DistributionResources {
   referrers: ResourceHandlers<{ name: string; digest: string }>;
 }
 
-type Match = { handlers: ResourceHandlers<never>; params: Record<string, string> };
+type Match = { resource: keyof DistributionResources; handlers: ResourceHandlers<never>; params: Record<string, string> };
+
+/** Runs before a handler; throws to refuse the request (auth/access-gate.ts). */
+export type Guard = (req: FastifyRequest, resource: keyof DistributionResources, method: Method, params: Record<string, string>) => Promise<void>;
 
 const PATTERNS: ReadonlyArray<[RegExp, keyof DistributionResources, readonly string[]]> = [
   [/^\/v2\/(.+)\/blobs\/uploads\/?$/, 'uploadStart', ['name']],
@@ -33,30 +36,31 @@ const PATTERNS: ReadonlyArray<[RegExp, keyof DistributionResources, readonly str
 ];
 
 function match(resources: DistributionResources, path: string): Match {
-  if (path === '/v2' || path === '/v2/') return { handlers: resources.base, params: {} };
-  if (path === '/v2/_catalog') return { handlers: resources.catalog, params: {} };
+  if (path === '/v2' || path === '/v2/') return { resource: 'base', handlers: resources.base, params: {} };
+  if (path === '/v2/_catalog') return { resource: 'catalog', handlers: resources.catalog, params: {} };
   for (const [re, key, names] of PATTERNS) {
     const m = re.exec(path);
     if (m === null) continue;
     const params: Record<string, string> = {};
     names.forEach((n, i) => (params[n] = m[i + 1] ?? ''));
     assertRepositoryName(params.name ?? '');
-    return { handlers: resources[key], params };
+    return { resource: key, handlers: resources[key], params };
   }
   throw registryError('NOT_FOUND', 'not an endpoint of this registry');
 }
 
-export function registerDistribution(app: FastifyInstance, resources: DistributionResources): void {
+export function registerDistribution(app: FastifyInstance, resources: DistributionResources, guard?: Guard): void {
   const dispatch = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
     void reply.header('Docker-Distribution-API-Version', 'registry/2.0');
     const url = req.raw.url ?? '/';
     const q = url.indexOf('?');
-    const { handlers, params } = match(resources, q < 0 ? url : url.slice(0, q));
+    const { resource, handlers, params } = match(resources, q < 0 ? url : url.slice(0, q));
     const handler = handlers[req.method as Method] as Handler<Record<string, string>> | undefined;
     if (handler === undefined) {
       void reply.header('Allow', Object.keys(handlers).join(', '));
       throw registryError('METHOD_NOT_ALLOWED');
     }
+    if (guard !== undefined) await guard(req, resource, req.method as Method, params);
     await handler(req, reply, params);
   };
   const methods: Method[] = ['GET', 'HEAD', 'PUT', 'POST', 'PATCH', 'DELETE'];

@@ -9,6 +9,23 @@ import type { AppendRequest, Registry } from '../../registry/index.js';
 import { isUploadId } from '../../storage/index.js';
 import { contentLength, contentRange, digestParam, hasBody, opContext, query, sendUploadState, single } from './http-util.js';
 import type { ResourceHandlers } from './router.js';
+import type { AuthService } from '../../auth/index.js';
+import { claimsOf } from './access-gate.js';
+
+async function mayReadSource(auth: AuthService | undefined, req: FastifyRequest, from: string | undefined): Promise<boolean> {
+  const claims = claimsOf(req);
+  if (auth === undefined || claims === undefined || from === undefined) return true;
+  const granted = await auth.policy.decide({ principal: claims.sub, clientAddress: req.ip, amr: claims.amr, now: Date.now() }, [{ type: 'repository', name: from, actions: ['pull'] }]);
+  return granted.length > 0;
+}
+
+/** With auth on, which repositories an automatic mount may take the blob from. */
+async function readable(auth: AuthService | undefined, req: FastifyRequest): Promise<((name: string) => Promise<boolean>) | undefined> {
+  const claims = claimsOf(req);
+  if (auth === undefined || claims === undefined) return undefined;
+  const ctx = { principal: claims.sub, clientAddress: req.ip, amr: claims.amr, now: Date.now() };
+  return async (name) => (await auth.policy.decide(ctx, [{ type: 'repository', name, actions: ['pull'] }])).length > 0;
+}
 
 function appendRequest(req: FastifyRequest, chunked: boolean): AppendRequest {
   const length = contentLength(req.raw);
@@ -27,7 +44,7 @@ function blobCreated(reply: FastifyReply, name: string, digest: Digest): void {
   void reply.code(201).header('Location', `/v2/${name}/blobs/${digest}`).header('Docker-Content-Digest', digest).header('Content-Length', '0').send();
 }
 
-export function uploadStartRoutes(registry: Registry, chunkMinLength: number): ResourceHandlers<{ name: string }> {
+export function uploadStartRoutes(registry: Registry, chunkMinLength: number, auth: AuthService | undefined): ResourceHandlers<{ name: string }> {
   return {
     POST: async (req, reply, { name }) => {
       const q = query(req);
@@ -37,7 +54,9 @@ export function uploadStartRoutes(registry: Registry, chunkMinLength: number): R
       const digest = digestParam(q, 'digest');
       if (mount !== undefined) {
         if (from !== undefined) assertRepositoryName(from);
-        const mounted = await registry.blobs.mount(ctx, name, mount, from);
+        // Mounting reads the source: without pull on it (or, with `from` omitted, a source the
+        // caller may pull), the client gets an ordinary upload session, as from Distribution.
+        const mounted = (await mayReadSource(auth, req, from)) ? await registry.blobs.mount(ctx, name, mount, from, await readable(auth, req)) : undefined;
         if (mounted !== undefined) {
           blobCreated(reply, name, mounted.digest);
           return;

@@ -1,0 +1,253 @@
+/**
+ * Authentication and token issuance: the token endpoint's logic and the per-request check.
+ *
+ * Sign-in methods at `/oauth2/token`:
+ * - Basic/password grant with the bootstrap admin's or a repository-scoped token's credentials;
+ * - username 00000000-0000-0000-0000-000000000000 with a registry refresh token as password, or
+ *   the refresh_token grant (what `docker login` stores, the ACR convention);
+ * - no credentials: anonymous, which only `auth.anonymousPull` grants anything to.
+ *
+ * Every request with a bearer token is checked again against the directory: a disabled token, a
+ * deleted or expired password, a disabled admin or a deleted service identity stops working on
+ * the next request, whatever access tokens are still in circulation.
+ */
+import { createHash } from 'node:crypto';
+import type { ClientInfo, EventBus } from '../audit/index.js';
+import { formatScope, type Access } from './access.js';
+import { registryError } from '../oci/index.js';
+import { Directory } from './directory.js';
+import { authError } from './errors.js';
+import { FailureLimiter, type FailureLimits } from './failure-limiter.js';
+import { MAX_PASSWORD_LENGTH, verifyPassword } from './passwords.js';
+import type { RepositoryPattern } from './patterns.js';
+import { AccessPolicy, ANONYMOUS } from './policy.js';
+import type { AdminRecord, RefreshTokenRecord, ServiceRecord, TokenRecord } from './records.js';
+import { SigningKeys, type SigningAlgorithm } from './signing-keys.js';
+import type { AuthStore } from './store.js';
+import { TokenService, type AccessClaims, type Subject, type TokenSettings } from './tokens.js';
+
+export const REFRESH_TOKEN_USERNAME = '00000000-0000-0000-0000-000000000000';
+
+export interface AuthSettings extends TokenSettings {
+  readonly algorithm: SigningAlgorithm;
+  readonly keyRotationDays: number;
+  readonly anonymousPull: readonly RepositoryPattern[];
+  readonly failures: FailureLimits;
+  readonly disableAdminOnFirstOwner: boolean;
+}
+
+export interface Issued {
+  readonly token: string;
+  readonly expiresIn: number;
+  readonly issuedAt: string;
+  readonly refreshToken?: string;
+  readonly granted: readonly Access[];
+}
+
+/** Verified password → the hash it matched, so repeated logins skip scrypt (see passwordCache). */
+const PASSWORD_CACHE_MS = 60_000;
+const PASSWORD_CACHE_MAX = 10_000;
+
+export class AuthService {
+  readonly policy: AccessPolicy;
+  readonly directory: Directory;
+  readonly tokens: TokenService;
+  private readonly limiter: FailureLimiter;
+  /**
+   * sha256(username, password) → stored hash it verified against, for 60 s. Only
+   * server-generated 256-bit passwords exist, so a fast hash of one reveals nothing useful; a
+   * regenerated or deleted password no longer matches the stored hash and is verified again.
+   */
+  private readonly passwordCache = new Map<string, { hash: string; until: number }>();
+
+  private constructor(
+    private readonly store: AuthStore,
+    private readonly bus: EventBus,
+    readonly settings: AuthSettings,
+    readonly keys: SigningKeys,
+  ) {
+    this.policy = new AccessPolicy(store, settings.anonymousPull);
+    this.directory = new Directory(store, this.policy, bus, { disableAdminOnFirstOwner: settings.disableAdminOnFirstOwner });
+    this.tokens = new TokenService(keys, settings);
+    this.limiter = new FailureLimiter(settings.failures);
+  }
+
+  static async create(store: AuthStore, bus: EventBus, settings: AuthSettings): Promise<AuthService> {
+    const dayMs = 86_400_000;
+    const keys = await new SigningKeys(store, {
+      algorithm: settings.algorithm,
+      rotateAfterMs: settings.keyRotationDays * dayMs,
+      // a retired key verifies every token it signed: the longest lifetime, plus skew
+      retainMs: (Math.max(settings.accessTokenSeconds, settings.refreshTokenSeconds) + settings.clockSkewSeconds) * 1000,
+    }).init();
+    return new AuthService(store, bus, settings, keys);
+  }
+
+  /** Periodic upkeep: key rotation and pruning, expired refresh-token records. */
+  async maintain(now = Date.now()): Promise<void> {
+    await this.keys.maintain(now);
+    for (const r of await this.store.list<RefreshTokenRecord>('refresh-token')) {
+      if (r.value.expiresAt + this.settings.clockSkewSeconds * 1000 < now) await this.store.delete('refresh-token', r.id);
+    }
+  }
+
+  // --- sign-in ---------------------------------------------------------------------------
+
+  /** Basic credentials (or the password grant). Throws UNAUTHORIZED or TOOMANYREQUESTS. */
+  async signIn(username: string, password: string, client: ClientInfo): Promise<Subject> {
+    const identity = username.slice(0, 100);
+    const wait = this.limiter.retryAfter(identity, client.address);
+    if (wait > 0) {
+      this.audit('auth.throttled', client, { principal: identity, outcome: 'failure', reason: 'too many failed sign-ins' });
+      throw registryError('TOOMANYREQUESTS', 'too many failed sign-ins; retry later', { headers: { 'Retry-After': String(wait) } });
+    }
+    const subject = username === REFRESH_TOKEN_USERNAME ? await this.refreshSubject(password).catch(() => undefined) : await this.checkPassword(username, password);
+    if (subject === undefined) {
+      this.limiter.fail(identity, client.address);
+      this.audit('auth.failure', client, { principal: identity, outcome: 'failure', reason: 'invalid credentials' });
+      throw authError('UNAUTHORIZED', 'invalid credentials');
+    }
+    this.limiter.succeed(identity, client.address);
+    return subject;
+  }
+
+  /** The refresh_token grant. */
+  async signInWithRefresh(refreshToken: string, client: ClientInfo): Promise<Subject> {
+    try {
+      return await this.refreshSubject(refreshToken);
+    } catch (e) {
+      this.audit('auth.failure', client, { outcome: 'failure', reason: 'invalid refresh token' });
+      throw e;
+    }
+  }
+
+  /** Grant the intersection of what was asked and what is allowed, as an access token. */
+  async issue(subject: Subject | undefined, requested: readonly Access[], client: ClientInfo, opts: { refresh?: boolean } = {}): Promise<Issued> {
+    const now = Date.now();
+    const principal = subject?.sub ?? ANONYMOUS;
+    const granted = await this.policy.decide({ principal, clientAddress: client.address, amr: subject?.amr, now }, requested);
+    const access = await this.tokens.issueAccess(subject ?? { sub: ANONYMOUS }, granted, now);
+    let refreshToken: string | undefined;
+    if (opts.refresh === true && subject !== undefined) refreshToken = await this.newRefreshToken(subject, now);
+    this.audit('auth.token', client, {
+      principal,
+      outcome: 'success',
+      target: requested.map(formatScope).join(' '),
+      reason: `granted ${granted.map(formatScope).join(' ') || 'nothing'}`,
+    });
+    return { ...access, granted, ...(refreshToken !== undefined ? { refreshToken } : {}) };
+  }
+
+  async newRefreshToken(subject: Subject, now = Date.now()): Promise<string> {
+    const r = await this.tokens.issueRefresh(subject, now);
+    const rec: RefreshTokenRecord = { jti: r.jti, sub: subject.sub, expiresAt: r.expiresAt, revoked: false };
+    await this.store.put('refresh-token', r.jti, rec, 'absent');
+    return r.token;
+  }
+
+  /** Revoke every refresh token of a principal (or one by jti). Returns how many. */
+  async revokeRefreshTokens(match: { sub?: string; jti?: string }): Promise<number> {
+    let n = 0;
+    for (const r of await this.store.list<RefreshTokenRecord>('refresh-token')) {
+      if (r.value.revoked || (match.sub !== undefined && r.value.sub !== match.sub) || (match.jti !== undefined && r.id !== match.jti)) continue;
+      await this.store.put('refresh-token', r.id, { ...r.value, revoked: true });
+      n++;
+    }
+    return n;
+  }
+
+  // --- per request -----------------------------------------------------------------------
+
+  /**
+   * The bearer token of a request, verified and checked against the directory; undefined when
+   * the request carries none (anonymous). Throws UNAUTHORIZED for a bad or revoked one.
+   */
+  async authenticate(authorization: string | undefined, client: ClientInfo): Promise<AccessClaims | undefined> {
+    if (authorization === undefined || authorization === '') return undefined;
+    const m = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/i.exec(authorization);
+    if (m?.[1] === undefined) {
+      // Basic on a resource route is not how the token flow works: challenge for a token.
+      if (/^Basic /i.test(authorization)) return undefined;
+      throw authError('UNAUTHORIZED', 'unsupported authorization scheme');
+    }
+    try {
+      const claims = await this.tokens.verifyAccess(m[1]);
+      if (claims.sub !== ANONYMOUS && !(await this.stillValid(claims))) throw authError('UNAUTHORIZED', 'the credential behind this token was disabled or removed');
+      return claims;
+    } catch (e) {
+      this.audit('auth.failure', client, { outcome: 'failure', reason: (e as Error).message });
+      throw e;
+    }
+  }
+
+  /** Whether the credential a token came from still exists and is enabled. */
+  async stillValid(subject: Subject, now = Date.now()): Promise<boolean> {
+    const [kind, ...rest] = subject.sub.split(':');
+    const name = rest.join(':');
+    switch (kind) {
+      case 'admin':
+        return (await this.store.get<AdminRecord>('admin', name))?.value.enabled === true;
+      case 'token': {
+        const t = (await this.store.get<TokenRecord>('token', name))?.value;
+        if (t === undefined || t.status !== 'enabled') return false;
+        if (subject.pwd === undefined) return true; // signed in through a refresh token of the token itself
+        const p = t.passwords.find((x) => x.name === subject.pwd);
+        return p !== undefined && (p.expiresAt === undefined || p.expiresAt > now);
+      }
+      case 'service':
+        return (await this.store.get<ServiceRecord>('service', name)) !== undefined;
+      case 'user':
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  audit(
+    type: 'auth.token' | 'auth.refresh' | 'auth.exchange' | 'auth.failure' | 'auth.throttled' | 'auth.denied',
+    client: ClientInfo,
+    fields: { principal?: string; outcome: 'success' | 'failure'; target?: string; reason?: string },
+  ): void {
+    this.bus.emit({ type, time: new Date().toISOString(), repository: '', client, ...fields });
+  }
+
+  // --- internals -------------------------------------------------------------------------
+
+  private async checkPassword(username: string, password: string): Promise<Subject | undefined> {
+    if (password.length === 0 || password.length > MAX_PASSWORD_LENGTH || username.length > 100) return undefined;
+    const now = Date.now();
+    const cacheKey = createHash('sha256').update(username).update('\0').update(password).digest('base64url');
+    const cached = this.passwordCache.get(cacheKey);
+    const matches = async (hash: string): Promise<boolean> => {
+      if (cached !== undefined && cached.until > now && cached.hash === hash) return true;
+      if (!(await verifyPassword(password, hash))) return false;
+      if (this.passwordCache.size >= PASSWORD_CACHE_MAX) this.passwordCache.clear();
+      this.passwordCache.set(cacheKey, { hash, until: now + PASSWORD_CACHE_MS });
+      return true;
+    };
+    const admin = (await this.store.get<AdminRecord>('admin', username))?.value;
+    if (admin !== undefined) return admin.enabled && (await matches(admin.passwordHash)) ? { sub: `admin:${username}` } : undefined;
+    const token = (await this.store.get<TokenRecord>('token', username))?.value;
+    if (token === undefined || token.status !== 'enabled') {
+      // Same cost as a real check, so the answer time does not reveal which names exist.
+      await verifyPassword(password, DUMMY_HASH);
+      return undefined;
+    }
+    for (const p of token.passwords) {
+      if (p.expiresAt !== undefined && p.expiresAt <= now) continue;
+      if (await matches(p.hash)) return { sub: `token:${username}`, pwd: p.name };
+    }
+    return undefined;
+  }
+
+  private async refreshSubject(refreshToken: string): Promise<Subject> {
+    const claims = await this.tokens.verifyRefresh(refreshToken);
+    const rec = (await this.store.get<RefreshTokenRecord>('refresh-token', claims.jti))?.value;
+    if (rec === undefined || rec.revoked || rec.sub !== claims.sub) throw authError('UNAUTHORIZED', 'invalid refresh token: revoked or unknown');
+    if (!(await this.stillValid(claims))) throw authError('UNAUTHORIZED', 'invalid refresh token: the identity was disabled or removed');
+    return { sub: claims.sub, ...(claims.pwd !== undefined ? { pwd: claims.pwd } : {}), ...(claims.amr !== undefined ? { amr: claims.amr } : {}) };
+  }
+}
+
+/** A valid scrypt encoding of a random password nobody knows. */
+const DUMMY_HASH = 'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';

@@ -1,0 +1,337 @@
+/**
+ * The directory: every change to identities and policy goes through here, is validated (all
+ * problems reported at once), written with compare-and-set, audited as `admin.change`, and makes
+ * the access policy reload. Secrets (token passwords, the bootstrap password) are generated here,
+ * returned once, and stored only as scrypt hashes.
+ */
+import { randomUUID } from 'node:crypto';
+import type { EventBus } from '../audit/index.js';
+import type { ClientInfo } from '../audit/index.js';
+import { authError } from './errors.js';
+import { generatePassword, hashPassword } from './passwords.js';
+import { isRepositoryPattern, type RepositoryPattern } from './patterns.js';
+import { isCidr, type AccessPolicy } from './policy.js';
+import type {
+  AdminRecord,
+  AssignmentConditions,
+  FederatedCredentialRecord,
+  PasswordName,
+  RoleAssignmentRecord,
+  ScopeMapRecord,
+  ServiceRecord,
+  TokenRecord,
+} from './records.js';
+import { isRoleName, role, type RoleName } from './roles.js';
+import { assertScopeMapInput, SYSTEM_SCOPE_MAPS, systemScopeMap, type ScopeMap } from './scope-maps.js';
+import type { AuthStore } from './store.js';
+
+const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9-]{4,49}$/;
+const MAX_TOKENS = 20_000;
+
+/** Who is making a change: for the audit record and `createdBy`. */
+export interface Actor {
+  readonly principal: string;
+  readonly client: ClientInfo;
+}
+
+export interface TokenView {
+  readonly name: string;
+  readonly scopeMap: string;
+  readonly status: 'enabled' | 'disabled';
+  readonly passwords: readonly { name: PasswordName; createdAt: number; expiresAt?: number }[];
+  readonly createdAt: number;
+}
+
+export interface RoleAssignmentInput {
+  readonly principal: string;
+  readonly role: string;
+  readonly scope?: string;
+  readonly conditions?: AssignmentConditions;
+  readonly expiresAt?: number;
+}
+
+function invalid(what: string, problems: string[]): never {
+  throw authError('BAD_REQUEST', `invalid ${what}: ${problems.join('; ')}`, { problems });
+}
+
+export function isPrincipalId(p: string): boolean {
+  return /^(service|token|admin):[a-zA-Z0-9][a-zA-Z0-9-]{0,49}$/.test(p) || /^user:[\x21-\x7e]{1,255}@https?:\/\/[\x21-\x7e]{1,255}$/.test(p);
+}
+
+export class Directory {
+  constructor(
+    private readonly store: AuthStore,
+    private readonly policy: AccessPolicy,
+    private readonly bus: EventBus,
+    private readonly opts: { disableAdminOnFirstOwner: boolean },
+  ) {}
+
+  // --- bootstrap admin -------------------------------------------------------------------
+
+  /** Create the bootstrap admin if this data folder has none. Returns its password, once. */
+  async ensureBootstrapAdmin(username = 'bulwark-admin'): Promise<{ username: string; password: string } | undefined> {
+    if ((await this.store.list('admin')).length > 0) return undefined;
+    const password = generatePassword();
+    const rec: AdminRecord = { username, passwordHash: await hashPassword(password), enabled: true, createdAt: Date.now() };
+    await this.store.put('admin', username, rec, 'absent');
+    this.policy.invalidate();
+    return { username, password };
+  }
+
+  async admins(): Promise<AdminRecord[]> {
+    return (await this.store.list<AdminRecord>('admin')).map((s) => s.value);
+  }
+
+  async disableAdmin(actor: Actor, reason: string): Promise<boolean> {
+    let changed = false;
+    for (const s of await this.store.list<AdminRecord>('admin')) {
+      if (!s.value.enabled) continue;
+      await this.store.put('admin', s.id, { ...s.value, enabled: false, disabledAt: Date.now() }, s.version);
+      changed = true;
+    }
+    if (changed) this.changed(actor, 'admin', `bootstrap admin disabled: ${reason}`);
+    return changed;
+  }
+
+  // --- scope maps ------------------------------------------------------------------------
+
+  async listScopeMaps(): Promise<ScopeMap[]> {
+    const custom = (await this.store.list<ScopeMapRecord>('scope-map')).map((s) => ({ ...s.value, system: false }));
+    return [...SYSTEM_SCOPE_MAPS, ...custom];
+  }
+
+  async getScopeMap(name: string): Promise<ScopeMap | undefined> {
+    const sys = systemScopeMap(name);
+    if (sys !== undefined) return sys;
+    const s = await this.store.get<ScopeMapRecord>('scope-map', name);
+    return s === undefined ? undefined : { ...s.value, system: false };
+  }
+
+  async createScopeMap(actor: Actor, input: { name: string; description?: string; actions: readonly string[] }): Promise<ScopeMap> {
+    if (input.name.startsWith('_')) invalid('scope map', ['name: names starting with _ are reserved for system scope maps']);
+    assertScopeMapInput(input.name, input.actions);
+    const rec: ScopeMapRecord = { name: input.name, description: input.description ?? '', actions: [...new Set(input.actions)], createdAt: Date.now() };
+    await this.putNew('scope-map', input.name, rec, 'scope map');
+    this.changed(actor, 'scope-map', `created ${input.name}`);
+    return { ...rec, system: false };
+  }
+
+  async updateScopeMap(actor: Actor, name: string, change: { description?: string; add?: readonly string[]; remove?: readonly string[] }): Promise<ScopeMap> {
+    if (systemScopeMap(name) !== undefined) invalid('scope map', ['system scope maps cannot be changed']);
+    const cur = await this.store.get<ScopeMapRecord>('scope-map', name);
+    if (cur === undefined) throw authError('NOT_FOUND', `no scope map named ${name}`);
+    const remove = new Set(change.remove ?? []);
+    const actions = [...new Set([...cur.value.actions.filter((a) => !remove.has(a)), ...(change.add ?? [])])];
+    assertScopeMapInput(name, actions);
+    const rec: ScopeMapRecord = { ...cur.value, actions, description: change.description ?? cur.value.description };
+    await this.store.put('scope-map', name, rec, cur.version);
+    this.changed(actor, 'scope-map', `updated ${name}`);
+    return { ...rec, system: false };
+  }
+
+  async deleteScopeMap(actor: Actor, name: string): Promise<void> {
+    if (systemScopeMap(name) !== undefined) invalid('scope map', ['system scope maps cannot be deleted']);
+    const users = (await this.store.list<TokenRecord>('token')).filter((t) => t.value.scopeMap === name).map((t) => t.value.name);
+    if (users.length > 0) invalid('scope map', [`still used by tokens: ${users.slice(0, 10).join(', ')}`]);
+    if (!(await this.store.delete('scope-map', name))) throw authError('NOT_FOUND', `no scope map named ${name}`);
+    this.changed(actor, 'scope-map', `deleted ${name}`);
+  }
+
+  // --- repository-scoped tokens ----------------------------------------------------------
+
+  async listTokens(): Promise<TokenView[]> {
+    return (await this.store.list<TokenRecord>('token')).map((s) => tokenView(s.value));
+  }
+
+  async getToken(name: string): Promise<TokenRecord | undefined> {
+    return (await this.store.get<TokenRecord>('token', name))?.value;
+  }
+
+  /** Create a token with its first password (shown once). */
+  async createToken(actor: Actor, input: { name: string; scopeMap: string; passwordExpiresAt?: number }): Promise<{ token: TokenView; password: { name: PasswordName; value: string } }> {
+    const problems: string[] = [];
+    if (!NAME_RE.test(input.name)) problems.push('name: 5-50 letters, digits or hyphens, starting with a letter or digit');
+    if ((await this.getScopeMap(input.scopeMap)) === undefined) problems.push(`scopeMap: no scope map named ${input.scopeMap.slice(0, 60)}`);
+    if (input.passwordExpiresAt !== undefined && !(input.passwordExpiresAt > Date.now())) problems.push('passwordExpiresAt: must be in the future');
+    if (problems.length > 0) invalid('token', problems);
+    if ((await this.store.list('token')).length >= MAX_TOKENS) invalid('token', [`at most ${MAX_TOKENS} tokens`]);
+    const value = generatePassword();
+    const pw = { name: 'password1' as const, hash: await hashPassword(value), createdAt: Date.now(), ...(input.passwordExpiresAt !== undefined ? { expiresAt: input.passwordExpiresAt } : {}) };
+    const rec: TokenRecord = { name: input.name, scopeMap: input.scopeMap, status: 'enabled', passwords: [pw], createdAt: Date.now() };
+    await this.putNew('token', input.name, rec, 'token');
+    this.changed(actor, 'token', `created ${input.name} with scope map ${input.scopeMap}`);
+    return { token: tokenView(rec), password: { name: 'password1', value } };
+  }
+
+  async setTokenStatus(actor: Actor, name: string, status: 'enabled' | 'disabled'): Promise<TokenView> {
+    const rec = await this.updateToken(name, (t) => ({ ...t, status }));
+    this.changed(actor, 'token', `${status === 'enabled' ? 'enabled' : 'disabled'} ${name}`);
+    return tokenView(rec);
+  }
+
+  /** (Re)generate one of the two passwords; the old value of that slot stops working at once. */
+  async generateTokenPassword(actor: Actor, name: string, slot: PasswordName, expiresAt?: number): Promise<{ name: PasswordName; value: string }> {
+    if (expiresAt !== undefined && !(expiresAt > Date.now())) invalid('password', ['expiresAt: must be in the future']);
+    const value = generatePassword();
+    const hash = await hashPassword(value);
+    await this.updateToken(name, (t) => ({
+      ...t,
+      passwords: [...t.passwords.filter((p) => p.name !== slot), { name: slot, hash, createdAt: Date.now(), ...(expiresAt !== undefined ? { expiresAt } : {}) }].sort((a, b) => a.name.localeCompare(b.name)),
+    }));
+    this.changed(actor, 'token', `generated ${slot} of ${name}`);
+    return { name: slot, value };
+  }
+
+  async deleteTokenPassword(actor: Actor, name: string, slot: PasswordName): Promise<void> {
+    await this.updateToken(name, (t) => ({ ...t, passwords: t.passwords.filter((p) => p.name !== slot) }));
+    this.changed(actor, 'token', `deleted ${slot} of ${name}`);
+  }
+
+  async deleteToken(actor: Actor, name: string): Promise<void> {
+    if (!(await this.store.delete('token', name))) throw authError('NOT_FOUND', `no token named ${name}`);
+    this.changed(actor, 'token', `deleted ${name}`);
+  }
+
+  // --- service identities ----------------------------------------------------------------
+
+  async listServices(): Promise<ServiceRecord[]> {
+    return (await this.store.list<ServiceRecord>('service')).map((s) => s.value);
+  }
+
+  async createService(actor: Actor, input: { name: string; description?: string }): Promise<ServiceRecord> {
+    if (!NAME_RE.test(input.name)) invalid('service identity', ['name: 5-50 letters, digits or hyphens, starting with a letter or digit']);
+    const rec: ServiceRecord = { name: input.name, description: input.description ?? '', createdAt: Date.now() };
+    await this.putNew('service', input.name, rec, 'service identity');
+    this.changed(actor, 'service', `created ${input.name}`);
+    return rec;
+  }
+
+  async deleteService(actor: Actor, name: string): Promise<void> {
+    if (!(await this.store.delete('service', name))) throw authError('NOT_FOUND', `no service identity named ${name}`);
+    for (const f of await this.store.list<FederatedCredentialRecord>('federated-credential')) {
+      if (f.value.service === name) await this.store.delete('federated-credential', f.id);
+    }
+    this.changed(actor, 'service', `deleted ${name} and its federated credentials`);
+  }
+
+  // --- role assignments ------------------------------------------------------------------
+
+  async listAssignments(principal?: string): Promise<RoleAssignmentRecord[]> {
+    return (await this.store.list<RoleAssignmentRecord>('role-assignment')).map((s) => s.value).filter((a) => principal === undefined || a.principal === principal);
+  }
+
+  async assignRole(actor: Actor, input: RoleAssignmentInput, accessRequest?: string): Promise<RoleAssignmentRecord> {
+    const problems: string[] = [];
+    const scope: RepositoryPattern = input.scope ?? '*';
+    if (!isPrincipalId(input.principal)) problems.push('principal: expected service:<name>, token:<name>, admin:<name> or user:<subject>@<issuer>');
+    if (!isRoleName(input.role)) problems.push(`role: unknown role ${input.role.slice(0, 40)}`);
+    else if (role(input.role).registryWideOnly && scope !== '*') problems.push(`scope: ${input.role} is assigned registry-wide only (scope *)`);
+    if (!isRepositoryPattern(scope)) problems.push('scope: expected *, a repository name, or <prefix>/*');
+    const c = input.conditions;
+    if (c?.sourceCidrs !== undefined) c.sourceCidrs.forEach((x, i) => isCidr(x) || problems.push(`conditions.sourceCidrs[${i}]: not an IPv4/IPv6 CIDR`));
+    if (c?.requiredAmr !== undefined) c.requiredAmr.forEach((x, i) => /^[a-z0-9_-]{1,32}$/.test(x) || problems.push(`conditions.requiredAmr[${i}]: not an amr value`));
+    if (c?.notBefore !== undefined && c.notAfter !== undefined && c.notAfter <= c.notBefore) problems.push('conditions: notAfter must be after notBefore');
+    if (input.expiresAt !== undefined && !(input.expiresAt > Date.now())) problems.push('expiresAt: must be in the future');
+    if (problems.length > 0) invalid('role assignment', problems);
+    const rec: RoleAssignmentRecord = {
+      id: randomUUID(),
+      principal: input.principal,
+      role: input.role as RoleName,
+      scope,
+      ...(c !== undefined ? { conditions: c } : {}),
+      ...(input.expiresAt !== undefined ? { expiresAt: input.expiresAt } : {}),
+      createdAt: Date.now(),
+      createdBy: actor.principal,
+      ...(accessRequest !== undefined ? { accessRequest } : {}),
+    };
+    await this.store.put('role-assignment', rec.id, rec, 'absent');
+    this.changed(actor, 'role-assignment', `assigned ${rec.role} on ${rec.scope} to ${rec.principal}`);
+    if (rec.role === 'Owner' && !rec.principal.startsWith('admin:') && this.opts.disableAdminOnFirstOwner) {
+      await this.disableAdmin(actor, `first Owner configured (${rec.principal})`);
+    }
+    return rec;
+  }
+
+  async revokeAssignment(actor: Actor, id: string): Promise<void> {
+    if (!(await this.store.delete('role-assignment', id))) throw authError('NOT_FOUND', `no role assignment ${id.slice(0, 40)}`);
+    this.changed(actor, 'role-assignment', `revoked ${id}`);
+  }
+
+  // --- federated credentials -------------------------------------------------------------
+
+  async listFederated(): Promise<FederatedCredentialRecord[]> {
+    return (await this.store.list<FederatedCredentialRecord>('federated-credential')).map((s) => s.value);
+  }
+
+  async addFederated(actor: Actor, input: { name: string; service: string; issuer: string; subject: string; audience: string }): Promise<FederatedCredentialRecord> {
+    const problems: string[] = [];
+    if (!NAME_RE.test(input.name)) problems.push('name: 5-50 letters, digits or hyphens');
+    if ((await this.store.get('service', input.service)) === undefined) problems.push(`service: no service identity named ${input.service.slice(0, 60)}`);
+    if (!isIssuerUrl(input.issuer)) problems.push('issuer: an https URL (http only on loopback)');
+    if (!/^[\x21-\x7e]{1,255}$/.test(input.subject)) problems.push('subject: 1-255 printable ASCII characters');
+    if (!/^[\x21-\x7e]{1,255}$/.test(input.audience)) problems.push('audience: 1-255 printable ASCII characters');
+    if (problems.length > 0) invalid('federated credential', problems);
+    const rec: FederatedCredentialRecord = { ...input, createdAt: Date.now() };
+    await this.putNew('federated-credential', input.name, rec, 'federated credential');
+    this.changed(actor, 'federated-credential', `bound ${input.issuer} ${input.subject} (aud ${input.audience}) to service:${input.service}`);
+    return rec;
+  }
+
+  async removeFederated(actor: Actor, name: string): Promise<void> {
+    if (!(await this.store.delete('federated-credential', name))) throw authError('NOT_FOUND', `no federated credential named ${name}`);
+    this.changed(actor, 'federated-credential', `removed ${name}`);
+  }
+
+  // --- internals -------------------------------------------------------------------------
+
+  private async putNew(kind: 'scope-map' | 'token' | 'service' | 'federated-credential', id: string, value: unknown, what: string): Promise<void> {
+    try {
+      await this.store.put(kind, id, value, 'absent');
+    } catch (e) {
+      if ((e as { code?: string }).code === 'CONFLICT') invalid(what, [`name: ${id} already exists`]);
+      throw e;
+    }
+  }
+
+  private async updateToken(name: string, f: (t: TokenRecord) => TokenRecord): Promise<TokenRecord> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const cur = await this.store.get<TokenRecord>('token', name);
+      if (cur === undefined) throw authError('NOT_FOUND', `no token named ${name.slice(0, 60)}`);
+      const next = f(cur.value);
+      try {
+        await this.store.put('token', name, next, cur.version);
+        return next;
+      } catch (e) {
+        if ((e as { code?: string }).code !== 'CONFLICT') throw e;
+      }
+    }
+    throw authError('UNAVAILABLE', `token ${name} is being changed concurrently; retry`);
+  }
+
+  private changed(actor: Actor, what: string, detail: string): void {
+    this.policy.invalidate();
+    this.bus.emit({ type: 'admin.change', time: new Date().toISOString(), repository: '', client: actor.client, outcome: 'success', principal: actor.principal, target: what, reason: detail });
+  }
+}
+
+function tokenView(t: TokenRecord): TokenView {
+  return {
+    name: t.name,
+    scopeMap: t.scopeMap,
+    status: t.status,
+    passwords: t.passwords.map((p) => ({ name: p.name, createdAt: p.createdAt, ...(p.expiresAt !== undefined ? { expiresAt: p.expiresAt } : {}) })),
+    createdAt: t.createdAt,
+  };
+}
+
+export function isIssuerUrl(s: string): boolean {
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    return false;
+  }
+  if (u.search !== '' || u.hash !== '' || u.username !== '' || u.password !== '') return false;
+  if (u.protocol === 'https:') return true;
+  return u.protocol === 'http:' && ['127.0.0.1', '[::1]', 'localhost'].includes(u.hostname);
+}

@@ -1,0 +1,12 @@
+export { parseScope, parseScopes, formatScope, mergeAccess, allows, REPOSITORY_ACTIONS, ADMIN_ACTIONS, type Access, type RepositoryAction, type AdminAction } from './access.js';
+export { AuthService, REFRESH_TOKEN_USERNAME, type AuthSettings, type Issued } from './auth-service.js';
+export { Directory, isPrincipalId, type Actor, type TokenView, type RoleAssignmentInput } from './directory.js';
+export { AccessPolicy, ANONYMOUS, inNetworks, isCidr, type DecisionContext } from './policy.js';
+export { ROLES, isRoleName, type RoleName, type RoleDefinition } from './roles.js';
+export { SYSTEM_SCOPE_MAPS, type ScopeMap } from './scope-maps.js';
+export type { AccessClaims, Subject } from './tokens.js';
+export type { AuthStore, AuthKind, Stored } from './store.js';
+export { AUTH_KINDS, AuthStoreConflict } from './store.js';
+export { MemoryAuthStore } from './memory-auth-store.js';
+export { SqliteAuthStore } from './sqlite-auth-store.js';
+export type * from './records.js';

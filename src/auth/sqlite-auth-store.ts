@@ -1,0 +1,74 @@
+/**
+ * SQLite AuthStore in its own file (`<data-dir>/auth.db`), WAL with synchronous=FULL like the
+ * metadata (ADR 0002): a resolved write survives a crash. Auth writes are rare (admin changes,
+ * token issuance records), so each is its own transaction.
+ */
+import Database from 'better-sqlite3';
+import { AuthStoreConflict, type AuthKind, type AuthStore, type Stored } from './store.js';
+
+interface Row {
+  id: string;
+  version: number;
+  value: string;
+}
+
+export class SqliteAuthStore implements AuthStore {
+  private readonly db: Database.Database;
+  private readonly stmts;
+
+  constructor(path: string) {
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.exec(`CREATE TABLE IF NOT EXISTS auth_records (
+      kind TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, value TEXT NOT NULL,
+      PRIMARY KEY (kind, id)) WITHOUT ROWID`);
+    this.stmts = {
+      get: this.db.prepare<[string, string], Row>('SELECT id, version, value FROM auth_records WHERE kind = ? AND id = ?'),
+      list: this.db.prepare<[string], Row>('SELECT id, version, value FROM auth_records WHERE kind = ? ORDER BY id'),
+      insert: this.db.prepare<[string, string, string]>('INSERT INTO auth_records (kind, id, version, value) VALUES (?, ?, 1, ?)'),
+      update: this.db.prepare<[string, string, string, number]>('UPDATE auth_records SET version = version + 1, value = ? WHERE kind = ? AND id = ? AND version = ?'),
+      upsert: this.db.prepare<[string, string, string]>(
+        'INSERT INTO auth_records (kind, id, version, value) VALUES (?, ?, 1, ?) ON CONFLICT (kind, id) DO UPDATE SET version = version + 1, value = excluded.value',
+      ),
+      delete: this.db.prepare<[string, string]>('DELETE FROM auth_records WHERE kind = ? AND id = ?'),
+      deleteVersion: this.db.prepare<[string, string, number]>('DELETE FROM auth_records WHERE kind = ? AND id = ? AND version = ?'),
+    };
+  }
+
+  async get<T>(kind: AuthKind, id: string): Promise<Stored<T> | undefined> {
+    const r = this.stmts.get.get(kind, id);
+    return r === undefined ? undefined : { id: r.id, version: r.version, value: JSON.parse(r.value) as T };
+  }
+
+  async list<T>(kind: AuthKind): Promise<Stored<T>[]> {
+    return this.stmts.list.all(kind).map((r) => ({ id: r.id, version: r.version, value: JSON.parse(r.value) as T }));
+  }
+
+  async put<T>(kind: AuthKind, id: string, value: T, expect?: number | 'absent'): Promise<number> {
+    const json = JSON.stringify(value);
+    return this.db.transaction(() => {
+      if (expect === undefined) {
+        this.stmts.upsert.run(kind, id, json);
+      } else if (expect === 'absent') {
+        if (this.stmts.get.get(kind, id) !== undefined) throw new AuthStoreConflict(kind, id);
+        this.stmts.insert.run(kind, id, json);
+      } else if (this.stmts.update.run(json, kind, id, expect).changes !== 1) {
+        throw new AuthStoreConflict(kind, id);
+      }
+      return this.stmts.get.get(kind, id)?.version ?? 0;
+    })();
+  }
+
+  async delete(kind: AuthKind, id: string, expect?: number): Promise<boolean> {
+    if (expect === undefined) return this.stmts.delete.run(kind, id).changes === 1;
+    const changed = this.stmts.deleteVersion.run(kind, id, expect).changes === 1;
+    if (!changed && this.stmts.get.get(kind, id) !== undefined) throw new AuthStoreConflict(kind, id);
+    return changed;
+  }
+
+  async close(): Promise<void> {
+    this.db.close();
+  }
+}

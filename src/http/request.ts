@@ -1,0 +1,42 @@
+/** Request plumbing shared by every route family: who is asking, bounded bodies. */
+import type { FastifyRequest } from 'fastify';
+import type { IncomingMessage } from 'node:http';
+import type { ClientInfo } from '../audit/index.js';
+import { registryError } from '../oci/index.js';
+
+export function clientInfo(req: FastifyRequest): ClientInfo {
+  const ua = req.headers['user-agent'];
+  return { address: req.ip, userAgent: typeof ua === 'string' ? ua.slice(0, 512) : '', requestId: req.id };
+}
+
+function contentLengthOf(raw: IncomingMessage): number | undefined {
+  const v = raw.headers['content-length'];
+  return v === undefined || !/^\d{1,15}$/.test(v) ? undefined : Number(v);
+}
+
+/** Read a bounded body into memory (manifests). Oversized → MANIFEST_TOO_LARGE before buffering. */
+export async function readBounded(raw: IncomingMessage, max: number, what: 'manifest' | 'body' = 'manifest'): Promise<Buffer> {
+  const tooLarge = (): Error => (what === 'manifest' ? registryError('MANIFEST_TOO_LARGE', `manifest is larger than ${max} bytes`) : registryError('SIZE_INVALID', `request body is larger than ${max} bytes`));
+  const declared = contentLengthOf(raw);
+  if (declared !== undefined && declared > max) {
+    raw.resume();
+    throw tooLarge();
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  // Leaving the loop early must not destroy the request: node detaches it from the socket first,
+  // which leaves the rest of a chunked body unread and the keep-alive connection wedged (the 413
+  // goes out, the next request on the connection never gets an answer). Drain the rest instead,
+  // once the iterator has let go of the stream.
+  for await (const chunk of raw.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > max) break;
+    chunks.push(chunk);
+  }
+  if (size > max) {
+    raw.resume();
+    throw tooLarge();
+  }
+  return Buffer.concat(chunks, size);
+}
+
