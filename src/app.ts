@@ -72,6 +72,10 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
       anonymousPull: config.auth.anonymousPull,
       failures: { perIdentity: config.auth.failures.perIdentity, perAddress: config.auth.failures.perAddress, windowMs: config.auth.failures.windowSeconds * 1000 },
       disableAdminOnFirstOwner: config.auth.disableAdminOnFirstOwner,
+      userIssuers: config.auth.oidc.userIssuers.map((pair) => {
+        const i = pair.lastIndexOf('=');
+        return { issuer: pair.slice(0, i), audience: pair.slice(i + 1) };
+      }),
     });
     bootstrap = await auth.directory.ensureBootstrapAdmin();
     if (bootstrap !== undefined && config.storage.metadataDriver === 'sqlite') {

@@ -21,7 +21,8 @@ import { FailureLimiter, type FailureLimits } from './failure-limiter.js';
 import { MAX_PASSWORD_LENGTH, verifyPassword } from './passwords.js';
 import type { RepositoryPattern } from './patterns.js';
 import { AccessPolicy, ANONYMOUS } from './policy.js';
-import type { AdminRecord, RefreshTokenRecord, ServiceRecord, TokenRecord } from './records.js';
+import { OidcVerifier } from './oidc.js';
+import type { AdminRecord, FederatedCredentialRecord, RefreshTokenRecord, ServiceRecord, TokenRecord } from './records.js';
 import { SigningKeys, type SigningAlgorithm } from './signing-keys.js';
 import type { AuthStore } from './store.js';
 import { TokenService, type AccessClaims, type Subject, type TokenSettings } from './tokens.js';
@@ -34,6 +35,8 @@ export interface AuthSettings extends TokenSettings {
   readonly anonymousPull: readonly RepositoryPattern[];
   readonly failures: FailureLimits;
   readonly disableAdminOnFirstOwner: boolean;
+  /** OpenID providers whose ID tokens people may exchange (`auth.oidc.userIssuers`) */
+  readonly userIssuers: readonly { readonly issuer: string; readonly audience: string }[];
 }
 
 export interface Issued {
@@ -53,6 +56,7 @@ export class AuthService {
   readonly directory: Directory;
   readonly tokens: TokenService;
   private readonly limiter: FailureLimiter;
+  private readonly oidc: OidcVerifier;
   /**
    * sha256(username, password) → stored hash it verified against, for 60 s. Only
    * server-generated 256-bit passwords exist, so a fast hash of one reveals nothing useful; a
@@ -70,6 +74,7 @@ export class AuthService {
     this.directory = new Directory(store, this.policy, bus, { disableAdminOnFirstOwner: settings.disableAdminOnFirstOwner });
     this.tokens = new TokenService(keys, settings);
     this.limiter = new FailureLimiter(settings.failures);
+    this.oidc = new OidcVerifier({ clockSkewSeconds: settings.clockSkewSeconds });
   }
 
   static async create(store: AuthStore, bus: EventBus, settings: AuthSettings): Promise<AuthService> {
@@ -154,6 +159,52 @@ export class AuthService {
       n++;
     }
     return n;
+  }
+
+  /**
+   * `/oauth2/exchange`: trade an OIDC token for a registry refresh token (the ACR flow). A token
+   * whose (issuer, subject, audience) matches a federated credential signs in as that service
+   * identity (CI with no stored secret); one from a configured user issuer signs in as the
+   * person `user:<sub>@<issuer>`. Anything else, or any verification failure, is 401.
+   */
+  async exchange(idToken: string, client: ClientInfo): Promise<{ refreshToken: string; subject: Subject }> {
+    const fail = (reason: string): never => {
+      this.audit('auth.exchange', client, { outcome: 'failure', reason });
+      throw authError('UNAUTHORIZED', 'the token cannot be exchanged: not from a trusted issuer for this registry, or invalid');
+    };
+    const issuer = OidcVerifier.unverifiedIssuer(idToken);
+    if (issuer === undefined) return fail('not a JWT with an issuer');
+    const bindings = (await this.store.list<FederatedCredentialRecord>('federated-credential')).map((f) => f.value).filter((f) => f.issuer === issuer);
+    let subject: Subject | undefined;
+    let lastError = 'no federated credential or user issuer matches the issuer';
+    for (const audience of new Set(bindings.map((b) => b.audience))) {
+      try {
+        const v = await this.oidc.verify(idToken, { issuer, audience });
+        const b = bindings.find((x) => x.audience === audience && x.subject === v.subject);
+        if (b !== undefined && (await this.store.get('service', b.service)) !== undefined) {
+          subject = { sub: `service:${b.service}`, ...(v.amr !== undefined ? { amr: v.amr } : {}) };
+          break;
+        }
+        lastError = 'no federated credential matches the subject';
+      } catch (e) {
+        lastError = (e as Error).message;
+      }
+    }
+    if (subject === undefined) {
+      const user = this.settings.userIssuers.find((u) => u.issuer === issuer);
+      if (user !== undefined) {
+        try {
+          const v = await this.oidc.verify(idToken, user);
+          subject = { sub: `user:${v.subject}@${v.issuer}`, ...(v.amr !== undefined ? { amr: v.amr } : {}) };
+        } catch (e) {
+          lastError = (e as Error).message;
+        }
+      }
+    }
+    if (subject === undefined) return fail(lastError);
+    const refreshToken = await this.newRefreshToken(subject);
+    this.audit('auth.exchange', client, { principal: subject.sub, outcome: 'success', target: issuer });
+    return { refreshToken, subject };
   }
 
   // --- per request -----------------------------------------------------------------------

@@ -11,6 +11,8 @@
  *   ├── tmp/                        small puts being written; emptied at start
  *   ├── quarantine/<alg>-<hex>      blobs fsck --repair moved aside
  *   ├── metadata.db (+ -wal, -shm)  SQLite metadata and manifest bytes
+ *   ├── auth.db (+ -wal, -shm)      SQLite identities and policy (auth/sqlite-auth-store.ts)
+ *   ├── bootstrap-credentials.json  bootstrap admin credential, written once, mode 0600
  *   └── audit.log                   JSON lines, one event per operation
  *
  * Every path is derived from a validated digest or a server-generated upload id; nothing a client

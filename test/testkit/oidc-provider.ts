@@ -179,7 +179,7 @@ export async function startTestIdp(opts: TestIdpOptions = {}): Promise<TestIdp> 
         nonce: randomBytes(16).toString('base64url'), code_challenge_method: 'S256',
         code_challenge: createHash('sha256').update(verifier).digest('base64url'),
       });
-      let url = new URL(`/auth?${query}`, issuer);
+      let url = new URL(`/auth?${query.toString()}`, issuer);
       for (let hop = 0; !url.href.startsWith(`${REDIRECT_URI}?`); hop++) {
         if (hop === 8) throw new Error('failed to get an authorization code: too many redirects');
         const res = await send(url, { method: 'GET' }, jar);

@@ -5,6 +5,8 @@
  *   adds a refresh token);
  * - `POST /oauth2/token`, form `grant_type=password|refresh_token`, `service`, `scope`,
  *   `username`/`password` or `refresh_token`, `access_type=offline` for a refresh token;
+ * - `POST /oauth2/exchange`, form `grant_type=access_token`, `service`, `access_token=<OIDC token>`:
+ *   a registry refresh token for the federated service identity or person (ACR's exchange);
  * - `GET /oauth2/jwks`: the public signing keys.
  * Bodies are read bounded; credentials never reach a log, an error message or a URL we build.
  */
@@ -84,6 +86,17 @@ export function oauthRoutes(app: FastifyInstance, auth: AuthService): void {
       throw registryError('BAD_REQUEST', 'grant_type must be password or refresh_token');
     }
     send(reply, await auth.issue(subject, scopes, client, { refresh }));
+  });
+
+  // ACR's exchange: form grant_type=access_token, service, access_token=<OIDC token> → refresh token.
+  app.post('/oauth2/exchange', async (req, reply) => {
+    const f = await form(req);
+    checkService(auth, f.get('service'));
+    if (f.get('grant_type') !== 'access_token') throw registryError('BAD_REQUEST', 'grant_type must be access_token');
+    const token = f.get('access_token') ?? '';
+    if (token === '') throw registryError('BAD_REQUEST', 'access_token is required');
+    const { refreshToken } = await auth.exchange(token, clientInfo(req));
+    void reply.code(200).header('Content-Type', 'application/json').header('Cache-Control', 'no-store').send(JSON.stringify({ refresh_token: refreshToken }));
   });
 
   app.get('/oauth2/jwks', async (_req, reply) => {
