@@ -41,7 +41,6 @@ export function parseScope(scope: string): Access {
     throw authError('BAD_REQUEST', `invalid scope: ${why}`, { scope: scope.slice(0, 100) });
   };
   if (scope.length > MAX_SCOPE_LENGTH) bad('too long');
-  // eslint-disable-next-line no-control-regex
   if (!/^[\x21-\x7e]+$/.test(scope)) bad('only printable ASCII without spaces is allowed');
   const first = scope.indexOf(':');
   const last = scope.lastIndexOf(':');

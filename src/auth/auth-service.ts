@@ -14,6 +14,7 @@
 import { createHash } from 'node:crypto';
 import type { ClientInfo, EventBus } from '../audit/index.js';
 import { formatScope, type Access } from './access.js';
+import { AccessRequests, elevationsUsed } from './access-requests.js';
 import { registryError } from '../oci/index.js';
 import { Directory } from './directory.js';
 import { authError } from './errors.js';
@@ -55,6 +56,7 @@ export class AuthService {
   readonly policy: AccessPolicy;
   readonly directory: Directory;
   readonly tokens: TokenService;
+  readonly accessRequests: AccessRequests;
   private readonly limiter: FailureLimiter;
   private readonly oidc: OidcVerifier;
   /**
@@ -73,6 +75,7 @@ export class AuthService {
     this.policy = new AccessPolicy(store, settings.anonymousPull);
     this.directory = new Directory(store, this.policy, bus, { disableAdminOnFirstOwner: settings.disableAdminOnFirstOwner });
     this.tokens = new TokenService(keys, settings);
+    this.accessRequests = new AccessRequests(store, this.directory, this.policy, bus);
     this.limiter = new FailureLimiter(settings.failures);
     this.oidc = new OidcVerifier({ clockSkewSeconds: settings.clockSkewSeconds });
   }
@@ -130,7 +133,12 @@ export class AuthService {
   async issue(subject: Subject | undefined, requested: readonly Access[], client: ClientInfo, opts: { refresh?: boolean } = {}): Promise<Issued> {
     const now = Date.now();
     const principal = subject?.sub ?? ANONYMOUS;
-    const granted = await this.policy.decide({ principal, clientAddress: client.address, amr: subject?.amr, now }, requested);
+    const ctx = { principal, clientAddress: client.address, amr: subject?.amr, now };
+    const granted = await this.policy.decide(ctx, requested);
+    // Just-in-time elevations are audited each time a token relies on one (access.use).
+    for (const id of elevationsUsed(await this.policy.assignmentsFor(ctx), granted)) {
+      this.bus.emit({ type: 'access.use', time: new Date(now).toISOString(), repository: '', client, outcome: 'success', principal, target: `access-request ${id}`, reason: `granted ${granted.map(formatScope).join(' ')}` });
+    }
     const access = await this.tokens.issueAccess(subject ?? { sub: ANONYMOUS }, granted, now);
     let refreshToken: string | undefined;
     if (opts.refresh === true && subject !== undefined) refreshToken = await this.newRefreshToken(subject, now);
@@ -233,8 +241,9 @@ export class AuthService {
 
   /** Whether the credential a token came from still exists and is enabled. */
   async stillValid(subject: Subject, now = Date.now()): Promise<boolean> {
-    const [kind, ...rest] = subject.sub.split(':');
-    const name = rest.join(':');
+    const i = subject.sub.indexOf(':');
+    const kind = subject.sub.slice(0, i);
+    const name = subject.sub.slice(i + 1);
     switch (kind) {
       case 'admin':
         return (await this.store.get<AdminRecord>('admin', name))?.value.enabled === true;

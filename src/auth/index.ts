@@ -1,4 +1,5 @@
 export { parseScope, parseScopes, formatScope, mergeAccess, allows, REPOSITORY_ACTIONS, ADMIN_ACTIONS, type Access, type RepositoryAction, type AdminAction } from './access.js';
+export { AccessRequests, MIN_ELEVATION_SECONDS, MAX_ELEVATION_SECONDS, type AccessRequestInput, type AccessRequestFilter, type AccessRequestStatus, type Approver } from './access-requests.js';
 export { AuthService, REFRESH_TOKEN_USERNAME, type AuthSettings, type Issued } from './auth-service.js';
 export { Directory, isPrincipalId, type Actor, type TokenView, type RoleAssignmentInput } from './directory.js';
 export { AccessPolicy, ANONYMOUS, inNetworks, isCidr, type DecisionContext } from './policy.js';

@@ -78,6 +78,11 @@ export class AccessPolicy {
     return (name) => this.repositoryActions(snap, ctx, name).size > 0;
   }
 
+  /** The role assignments that apply to the principal now (for auditing elevations in use). */
+  async assignmentsFor(ctx: DecisionContext): Promise<RoleAssignmentRecord[]> {
+    return this.activeAssignments(await this.load(), ctx);
+  }
+
   private repositoryActions(snap: Snapshot, ctx: DecisionContext, name: string): Set<RepositoryAction> {
     const [kind] = ctx.principal.split(':', 1);
     if (ctx.principal === ANONYMOUS) {

@@ -93,6 +93,8 @@ export interface AccessRequestRecord {
   readonly createdAt: number;
   readonly decidedAt?: number;
   readonly decidedBy?: string;
+  /** why it was denied, when the Owner said */
+  readonly reason?: string;
   /** when approved: the role assignment it created and when that ends */
   readonly assignment?: string;
   readonly expiresAt?: number;

@@ -3,6 +3,9 @@
  * under test, and skopeo checks what the registry serves against what buildah reported. Buildah
  * runs with its own vfs storage and policy in a temp dir; `from scratch` needs no network.
  *
+ * buildah signs in with `buildah login --password-stdin` (the bootstrap admin when Bulwark runs with
+ * authentication); its pushes and the skopeo checks read the client's auth file.
+ *
  * E2E_TARGET=distribution runs the same file against CNCF Distribution.
  */
 import { after, before, test } from 'node:test';
@@ -10,9 +13,8 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { RunningServer } from '../testkit/server.js';
 import { hashBlob, layoutDescriptor, readBlobJson, readLayerFiles } from '../testkit/oci-layout.js';
-import { describeWithTools, makeClientEnv, run, startTarget, tempDir, type ClientEnv, type RunResult } from './tools.js';
+import { describeWithTools, loginArgs, makeClientEnv, run, startTarget, tempDir, type ClientEnv, type RunOptions, type RunResult, type TargetServer } from './tools.js';
 
 const sha256 = (s: string): string => `sha256:${createHash('sha256').update(s).digest('hex')}`;
 
@@ -27,15 +29,16 @@ interface Manifest {
 }
 
 describeWithTools('buildah', ['buildah', 'skopeo'], () => {
-  let server: RunningServer;
+  let server: TargetServer;
   let client: ClientEnv;
   let work: string;
   /** id (config digest, hex) of the two-layer image built in before() */
   let imageId: string;
 
-  const buildah = (args: string[]): Promise<RunResult> => {
+  const buildah = (args: string[], opts: Pick<RunOptions, 'input'> = {}): Promise<RunResult> => {
     const d = client.dir;
     return run('buildah', ['--root', join(d, 'root'), '--runroot', join(d, 'runroot'), '--storage-driver', 'vfs', ...args], {
+      ...opts,
       env: client.env,
     });
   };
@@ -61,6 +64,7 @@ describeWithTools('buildah', ['buildah', 'skopeo'], () => {
     server = await startTarget();
     client = await makeClientEnv(server.host);
     work = await tempDir('buildah');
+    if (server.admin !== undefined) await buildah(loginArgs(client, server.host, server.admin.username), { input: server.admin.password });
     imageId = await buildTwoLayerImage();
   });
   after(async () => {

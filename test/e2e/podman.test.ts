@@ -4,6 +4,9 @@
  * the host's containers configuration and storage are never touched and nothing is fetched
  * from the internet: the image comes from an OCI layout built offline.
  *
+ * podman signs in with `podman login --password-stdin` (the bootstrap admin when Bulwark runs with
+ * authentication); push, pull and the skopeo checks read the client's auth file.
+ *
  * E2E_TARGET=distribution runs the same file against CNCF Distribution.
  */
 import { after, before, test } from 'node:test';
@@ -11,9 +14,8 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { RunningServer } from '../testkit/server.js';
 import { buildImageLayout, type BuiltImage } from '../testkit/oci-layout.js';
-import { describeWithTools, makeClientEnv, run, startTarget, tempDir, type ClientEnv, type RunResult } from './tools.js';
+import { describeWithTools, loginArgs, makeClientEnv, podmanGlobalArgs, run, startTarget, tempDir, type ClientEnv, type RunOptions, type RunResult, type TargetServer } from './tools.js';
 
 const sha256 = (s: string): string => `sha256:${createHash('sha256').update(s).digest('hex')}`;
 
@@ -25,7 +27,7 @@ interface PodmanImage {
 }
 
 describeWithTools('podman', ['podman', 'skopeo'], () => {
-  let server: RunningServer;
+  let server: TargetServer;
   let client: ClientEnv;
   let work: string;
   let image: BuiltImage;
@@ -40,6 +42,7 @@ describeWithTools('podman', ['podman', 'skopeo'], () => {
       tag: 'v1',
       layers: [{ sizeBytes: 512 * 1024, files: { 'hello.txt': 'from podman\n' } }, { sizeBytes: 16 * 1024 }],
     });
+    if (server.admin !== undefined) await podman(loginArgs(client, server.host, server.admin.username), { input: server.admin.password });
   });
   after(async () => {
     await server.dispose();
@@ -47,11 +50,8 @@ describeWithTools('podman', ['podman', 'skopeo'], () => {
     await rm(work, { recursive: true, force: true });
   });
 
-  const podman = (args: string[]): Promise<RunResult> => {
-    const d = client.dir;
-    const global = ['--root', join(d, 'root'), '--runroot', join(d, 'runroot'), '--tmpdir', join(d, 'libpod'), '--storage-driver', 'vfs'];
-    return run('podman', [...global, '--events-backend', 'none', '--cgroup-manager', 'cgroupfs', ...args], { env: client.env });
-  };
+  const podman = (args: string[], opts: Pick<RunOptions, 'input'> = {}): Promise<RunResult> =>
+    run('podman', [...podmanGlobalArgs(client), ...args], { ...opts, env: client.env });
   const policy = (): string[] => ['--signature-policy', client.policyPath];
   const inspect = async (name: string): Promise<PodmanImage> => {
     const [img] = JSON.parse((await podman(['image', 'inspect', name])).stdout) as PodmanImage[];

@@ -3,6 +3,9 @@
  * list tags, delete, cross-repository mount, multi-arch indexes, a >100 MiB layer, zstd layers
  * and Docker schema 2 manifests. Images are built offline by test/testkit/oci-layout.ts.
  *
+ * skopeo signs in once (`skopeo login --password-stdin`, as the bootstrap admin when Bulwark runs
+ * with authentication) and every command reads the stored credentials from the client's auth file.
+ *
  * E2E_TARGET=distribution runs the same file against CNCF Distribution.
  */
 import { after, before, test } from 'node:test';
@@ -10,7 +13,6 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { RunningServer } from '../testkit/server.js';
 import {
   MediaType,
   buildImageLayout,
@@ -19,7 +21,7 @@ import {
   layoutDescriptor,
   readLayerFiles,
 } from '../testkit/oci-layout.js';
-import { describeWithTools, makeClientEnv, run, startTarget, tempDir, type ClientEnv, type RunResult } from './tools.js';
+import { describeWithTools, loginArgs, makeClientEnv, run, startTarget, tempDir, type ClientEnv, type RunResult, type TargetServer } from './tools.js';
 
 const sha256 = (s: string | Buffer): string => `sha256:${createHash('sha256').update(s).digest('hex')}`;
 
@@ -30,7 +32,7 @@ interface Manifest {
 }
 
 describeWithTools('skopeo', ['skopeo'], () => {
-  let server: RunningServer;
+  let server: TargetServer;
   let client: ClientEnv;
   let work: string;
 
@@ -38,6 +40,7 @@ describeWithTools('skopeo', ['skopeo'], () => {
     server = await startTarget();
     client = await makeClientEnv(server.host);
     work = await tempDir('skopeo');
+    if (server.admin !== undefined) await run('skopeo', loginArgs(client, server.host, server.admin.username), { env: client.env, input: server.admin.password });
   });
   after(async () => {
     await server.dispose();

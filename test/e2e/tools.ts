@@ -6,8 +6,14 @@
  *   a silently skipped e2e suite would let protocol regressions land.
  * - Target switch: E2E_TARGET=distribution runs the same tests against CNCF Distribution, the
  *   reference registry, to show that the tests test the protocol rather than Bulwark's quirks.
- * - Isolated client configuration: policy.json, registries.conf and storage.conf in a temp dir,
- *   so nothing on the host (or the internet) is consulted.
+ * - Authentication: Bulwark runs with authentication on (its default configuration), and every
+ *   suite signs its tools in as the bootstrap admin (`<tool> login --password-stdin`, so no
+ *   secret is ever on a command line). E2E_AUTH=off runs Bulwark without authentication.
+ *   Distribution runs without authentication, so nothing signs in to it, and suites that test
+ *   authentication itself are skipped against it.
+ * - Isolated client configuration: policy.json, registries.conf, storage.conf and the auth file
+ *   (REGISTRY_AUTH_FILE, DOCKER_CONFIG) in a temp dir, so nothing on the host (or the internet)
+ *   is consulted, and a client that never logged in has no credentials at all.
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -17,7 +23,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, test } from 'node:test';
-import { cliPath, startServer, type RunningServer } from '../testkit/server.js';
+import { bootstrapCredentials, cliPath, startServer, type Credentials, type RunningServer } from '../testkit/server.js';
 import { distributionAvailable, startDistribution } from '../testkit/distribution.js';
 
 const execFileAsync = promisify(execFile);
@@ -39,6 +45,13 @@ export function e2eTarget(): Target {
   return t;
 }
 
+/** Whether the registry under test requires authentication (Bulwark, unless E2E_AUTH=off). */
+export function e2eAuth(): boolean {
+  const a = process.env.E2E_AUTH ?? 'on';
+  if (a !== 'on' && a !== 'off') throw new Error(`E2E_AUTH must be on or off, got ${a}`);
+  return e2eTarget() === 'bulwark' && a === 'on';
+}
+
 /** Why this file cannot run (missing tools, unbuilt server), or undefined when it can. */
 export function missingPrerequisites(tools: string[]): string | undefined {
   const missing = tools.filter((t) => findTool(t) === undefined);
@@ -50,11 +63,14 @@ export function missingPrerequisites(tools: string[]): string | undefined {
 
 /**
  * describe() that runs only when the tools exist. Missing tools: in CI one failing test says
- * what is missing; elsewhere the suite is skipped with the same message.
+ * what is missing; elsewhere the suite is skipped with the same message. A suite that tests
+ * authentication (`needsAuth`) is skipped, also in CI, against a registry without it.
  */
-export function describeWithTools(name: string, tools: string[], fn: () => void): void {
+export function describeWithTools(name: string, tools: string[], fn: () => void, opts: { needsAuth?: boolean } = {}): void {
   const why = missingPrerequisites(tools);
-  if (why === undefined) {
+  if (opts.needsAuth === true && !e2eAuth()) {
+    describe(name, { skip: `the registry under test runs without authentication (E2E_TARGET=${e2eTarget()}, E2E_AUTH=${process.env.E2E_AUTH ?? 'on'})` }, () => undefined);
+  } else if (why === undefined) {
     describe(`${name} [${e2eTarget()}]`, fn);
   } else if (inCI) {
     test(`${name}: prerequisites are installed`, () => {
@@ -65,16 +81,39 @@ export function describeWithTools(name: string, tools: string[], fn: () => void)
   }
 }
 
+export interface TargetServer extends RunningServer {
+  /** the bootstrap admin (pull, push, delete everywhere); undefined when the registry runs without authentication */
+  readonly admin: Credentials | undefined;
+}
+
 /** Start the registry under test on loopback (Bulwark's built CLI, or Distribution). */
-export async function startTarget(): Promise<RunningServer> {
+export async function startTarget(): Promise<TargetServer> {
   const verbose = process.env.E2E_VERBOSE === '1';
-  return e2eTarget() === 'distribution' ? startDistribution({ verbose }) : startServer({ verbose });
+  if (e2eTarget() === 'distribution') return { ...(await startDistribution({ verbose })), admin: undefined };
+  const auth = e2eAuth();
+  const server = await startServer({ verbose, auth });
+  try {
+    return { ...server, admin: auth ? await bootstrapCredentials(server.dataDir) : undefined };
+  } catch (e) {
+    await server.dispose();
+    throw e;
+  }
+}
+
+/**
+ * `<tool> login` arguments that read the password from stdin (pass it as RunOptions.input) and
+ * write the client's auth file, which skopeo, podman and buildah all read (REGISTRY_AUTH_FILE).
+ */
+export function loginArgs(client: ClientEnv, host: string, username: string): string[] {
+  return ['login', '--tls-verify=false', '--authfile', client.authFile, '--username', username, '--password-stdin', host];
 }
 
 export interface RunOptions {
   timeoutMs?: number;
   env?: NodeJS.ProcessEnv;
   cwd?: string;
+  /** written to the command's stdin (e.g. a password for --password-stdin); stdin is closed either way */
+  input?: string;
 }
 
 export interface RunResult {
@@ -88,13 +127,7 @@ export interface RunResult {
  */
 export async function run(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
   try {
-    const { stdout, stderr } = await execFileAsync(cmd, args, {
-      timeout: opts.timeoutMs ?? 120_000,
-      killSignal: 'SIGKILL',
-      maxBuffer: 256 * 1024 * 1024,
-      env: opts.env ?? process.env,
-      ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
-    });
+    const { stdout, stderr } = await spawnWithInput(cmd, args, opts);
     return { stdout, stderr };
   } catch (e) {
     const err = e as NodeJS.ErrnoException & { stdout?: string; stderr?: string; killed?: boolean; signal?: string };
@@ -105,9 +138,44 @@ export async function run(cmd: string, args: string[], opts: RunOptions = {}): P
   }
 }
 
+/** The outcome of a command expected to fail. */
+export interface FailedRun extends RunResult {
+  /** the exit status (never 0) */
+  exitCode: number;
+}
+
+/** Run a command that must fail; throws if it succeeds, or if it is killed (timeout). */
+export async function runExpectingFailure(cmd: string, args: string[], opts: RunOptions = {}): Promise<FailedRun> {
+  try {
+    const { stdout } = await spawnWithInput(cmd, args, opts);
+    throw new Error(`${cmd} ${args.join(' ')}\n  succeeded, but was expected to fail; stdout: ${stdout.slice(-2000)}`);
+  } catch (e) {
+    const err = e as { code?: unknown; stdout?: string; stderr?: string };
+    if (typeof err.code !== 'number') throw e;
+    return { exitCode: err.code, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
+  }
+}
+
+function spawnWithInput(cmd: string, args: string[], opts: RunOptions): Promise<RunResult> {
+  const pending = execFileAsync(cmd, args, {
+    timeout: opts.timeoutMs ?? 120_000,
+    killSignal: 'SIGKILL',
+    maxBuffer: 256 * 1024 * 1024,
+    env: opts.env ?? process.env,
+    ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
+  });
+  const stdin = pending.child.stdin;
+  // A command that exits without reading its stdin must not crash the test run with EPIPE.
+  stdin?.on('error', () => undefined);
+  stdin?.end(opts.input ?? '');
+  return pending;
+}
+
 export interface ClientEnv {
   dir: string;
   policyPath: string;
+  /** the credentials `<tool> login` stores; absent until a login (then the client is anonymous) */
+  authFile: string;
   /** process env with CONTAINERS_* pointing at the isolated files */
   env: NodeJS.ProcessEnv;
   dispose(): Promise<void>;
@@ -135,14 +203,31 @@ export async function makeClientEnv(registryHost: string): Promise<ClientEnv> {
   // containers.conf: no systemd and no journald on CI boxes.
   const containersConf = join(dir, 'containers.conf');
   await writeFile(containersConf, ['[engine]', 'events_logger = "file"', 'cgroup_manager = "cgroupfs"', ''].join('\n'));
+  const authFile = join(dir, 'auth.json');
   const env: NodeJS.ProcessEnv = {
     ...process.env,
+    // Credentials only from this client's own auth file, never from the host's.
+    REGISTRY_AUTH_FILE: authFile,
+    DOCKER_CONFIG: join(dir, 'docker'),
+    XDG_CONFIG_HOME: join(dir, 'config'),
     CONTAINERS_REGISTRIES_CONF: registriesPath,
     CONTAINERS_STORAGE_CONF: storagePath,
     CONTAINERS_CONF: containersConf,
     TMPDIR: dir,
   };
-  return { dir, policyPath, env, dispose: () => rm(dir, { recursive: true, force: true }) };
+  return { dir, policyPath, authFile, env, dispose: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * podman's global flags for a client: its own vfs storage, run and tmp dirs under the client's
+ * temp dir, no events journal, no systemd.
+ */
+export function podmanGlobalArgs(client: ClientEnv): string[] {
+  const d = client.dir;
+  return [
+    '--root', join(d, 'root'), '--runroot', join(d, 'runroot'), '--tmpdir', join(d, 'libpod'), '--storage-driver', 'vfs',
+    '--events-backend', 'none', '--cgroup-manager', 'cgroupfs',
+  ];
 }
 
 /**

@@ -122,7 +122,7 @@ export async function startTestIdp(opts: TestIdpOptions = {}): Promise<TestIdp> 
   let handle: Handler;
 
   const server: Server = createServer((req, res) => {
-    void (req.url?.startsWith('/interaction/') === true ? finishLogin(req, res) : handle(req, res));
+    void (req.url?.startsWith('/interaction/') === true ? answerInteraction(req, res) : handle(req, res));
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -132,7 +132,7 @@ export async function startTestIdp(opts: TestIdpOptions = {}): Promise<TestIdp> 
 
   // The login and consent pages of a real IdP: whoever the pending request (by state) names logs
   // in, and consents to `openid` for the client, the way oidc-provider's own example does it.
-  async function finishLogin(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function answerInteraction(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       const { params, prompt, session } = await provider.interactionDetails(req, res);
       const login = logins.get(String(params.state));

@@ -3,7 +3,7 @@
  * with `bulwark serve`. Used by e2e tests, crash tests and the benchmark.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createServer } from 'node:net';
@@ -67,6 +67,30 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     },
   );
   return supervise(child, { name: 'bulwark', host, port, dataDir, verbose: opts.verbose === true, removeDataDir: ownsDir });
+}
+
+export interface Credentials {
+  readonly username: string;
+  readonly password: string;
+}
+
+/** Where a Bulwark with authentication on writes its bootstrap admin at the first start of a data dir. */
+export const BOOTSTRAP_FILE = 'bootstrap-credentials.json';
+
+/**
+ * The bootstrap admin of a data dir (`<dataDir>/bootstrap-credentials.json`, mode 0600), written
+ * before the server listens, so it exists once startServer({auth: true}) has returned. The admin
+ * may pull, push and delete everywhere: tests use it as "the operator".
+ */
+export async function bootstrapCredentials(dataDir: string): Promise<Credentials> {
+  const path = join(dataDir, BOOTSTRAP_FILE);
+  const parsed = JSON.parse(await readFile(path, 'utf8')) as unknown;
+  if (typeof parsed !== 'object' || parsed === null) throw new Error(`${path}: not a JSON object`);
+  const { username, password } = parsed as Record<string, unknown>;
+  if (typeof username !== 'string' || username === '' || typeof password !== 'string' || password === '') {
+    throw new Error(`${path}: expected {"username": string, "password": string}`);
+  }
+  return { username, password };
 }
 
 /**

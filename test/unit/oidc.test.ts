@@ -116,14 +116,14 @@ describe('OidcVerifier against a real OpenID provider', () => {
 
   test('an unsigned (alg none) token naming the provider key is rejected', async () => {
     const token = `${b64({ alg: 'none', kid })}.${b64(claimsFor(idp.issuer))}.`;
-    await rejected(new OidcVerifier({ clockSkewSeconds: 30 }).verify(token, expected()), token, /algorithm/);
+    await rejected(new OidcVerifier({ clockSkewSeconds: 30 }).verify(token, expected()), token, /algorithm is not allowed/);
   });
 
   test('an HS256 token keyed with the provider public key (algorithm confusion) is rejected', async () => {
     const jwks = (await (await fetch(`${idp.issuer}/jwks`)).json()) as { keys: JWK[] };
     const pem = await exportSPKI(await importJWK(jwks.keys[0] ?? {}, 'RS256', { extractable: true }) as CryptoKey);
     const token = await new SignJWT(claimsFor(idp.issuer)).setProtectedHeader({ alg: 'HS256', kid }).sign(new TextEncoder().encode(pem));
-    await rejected(new OidcVerifier({ clockSkewSeconds: 30 }).verify(token, expected()), token, /algorithm/);
+    await rejected(new OidcVerifier({ clockSkewSeconds: 30 }).verify(token, expected()), token, /algorithm is not allowed/);
   });
 
   test('a token signed by a key the issuer does not publish is rejected', async () => {
@@ -197,6 +197,19 @@ describe('OidcVerifier discovery', () => {
       await rejected(new OidcVerifier({ clockSkewSeconds: 30 }).verify('a.b.c', { issuer: stub.base, audience: AUDIENCE }), 'a.b.c', /different issuer/);
     } finally {
       await stub.close();
+    }
+  });
+
+  test('a discovery document served through a redirect is refused', async () => {
+    const redirector = createHttpServer((_req, res) => res.writeHead(302, { location: `${target.base}/.well-known/openid-configuration` }).end());
+    const base = `http://127.0.0.1:${await listen(redirector)}`;
+    const target = await startStubIssuer(() => ({ issuer: base, jwks_uri: `${target.base}/jwks` }));
+    try {
+      await rejected(new OidcVerifier({ clockSkewSeconds: 30 }).verify('a.b.c', { issuer: base, audience: AUDIENCE }), 'a.b.c', /discovery document/);
+      assert.deepEqual(target.hits, []);
+    } finally {
+      await target.close();
+      await new Promise<void>((resolve) => redirector.close(() => resolve()));
     }
   });
 
