@@ -62,18 +62,38 @@ export interface RequestOptions {
 
 export class ProtocolError extends Error {
   readonly code = 'BENCH_PROTOCOL';
+  readonly request: { method: string; url: string; headers: OutgoingHttpHeaders; bodyBytes: number };
   constructor(
-    readonly request: { method: string; url: string; headers: OutgoingHttpHeaders; bodyBytes: number },
+    request: { method: string; url: string; headers: OutgoingHttpHeaders; bodyBytes: number },
     readonly response: { status: number; headers: IncomingHttpHeaders; body: string },
     readonly expected: readonly number[],
   ) {
+    // The message lands in the results JSON: never a credential or a token.
+    request = { ...request, headers: redacted(request.headers) };
     super(
       `${request.method} ${request.url} -> ${response.status} (expected ${expected.join('|')})\n` +
         `  request headers: ${JSON.stringify(request.headers)} body bytes: ${request.bodyBytes}\n` +
         `  response headers: ${JSON.stringify(response.headers)}\n` +
         `  response body: ${response.body}`,
     );
+    this.request = request;
   }
+}
+
+function redacted(headers: OutgoingHttpHeaders): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const [k, v] of Object.entries(headers)) out[k] = k.toLowerCase() === 'authorization' && v !== undefined ? '<redacted>' : v;
+  return out;
+}
+
+export interface ClientOptions {
+  /** sockets per origin (default 256) */
+  maxSockets?: number;
+  /**
+   * The Authorization header of every request to the client's own origin that does not set one
+   * (e.g. a bearer token, see bench/token-client.ts); undefined sends none.
+   */
+  authorization?: () => Promise<string | undefined>;
 }
 
 const ERROR_BODY_LIMIT = 4096;
@@ -83,10 +103,13 @@ const IDLE_TIMEOUT_MS = 60_000;
 export class RegistryClient {
   readonly base: URL;
   private readonly agent: Agent;
+  private readonly authorization: (() => Promise<string | undefined>) | undefined;
 
-  constructor(baseUrl: string, maxSockets = 256) {
+  constructor(baseUrl: string, opts: ClientOptions = {}) {
+    const maxSockets = opts.maxSockets ?? 256;
     this.base = new URL(baseUrl);
     this.agent = new Agent({ keepAlive: true, maxSockets, maxFreeSockets: maxSockets });
+    this.authorization = opts.authorization;
   }
 
   close(): void {
@@ -96,8 +119,12 @@ export class RegistryClient {
   /** One HTTP exchange. Follows up to 3 redirects for GET/HEAD (e.g. to a data endpoint). */
   async request(method: string, target: string | URL, opts: RequestOptions = {}): Promise<HttpResult> {
     let url = new URL(target, this.base);
+    const hasOwn = opts.headers !== undefined && Object.keys(opts.headers).some((k) => k.toLowerCase() === 'authorization');
+    const authorization = hasOwn ? undefined : await this.authorization?.();
     for (let hop = 0; ; hop++) {
-      const res = await this.once(method, url, opts);
+      // Credentials go to the registry only, never to another origin a redirect points at.
+      const send = authorization === undefined || url.origin !== this.base.origin ? opts : { ...opts, headers: { ...opts.headers, authorization } };
+      const res = await this.once(method, url, send);
       const location = res.headers.location;
       const redirect = res.status >= 301 && res.status <= 308 && res.status !== 304 && res.status !== 305;
       if (redirect && location !== undefined && (method === 'GET' || method === 'HEAD') && hop < 3) {

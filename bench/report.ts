@@ -81,12 +81,20 @@ export function check(row: Row): Check {
     return Number.isNaN(adv) ? 'n/a' : adv >= goal.min ? 'PASS' : 'FAIL';
   }
   const b = row.values.bulwark;
-  return b === undefined ? 'n/a' : b < goal.max ? 'PASS' : 'FAIL';
+  if (b === undefined) return 'n/a';
+  return goal.kind === 'bulwark-max' ? (b < goal.max ? 'PASS' : 'FAIL') : b >= goal.min ? 'PASS' : 'FAIL';
 }
 
 function goalText(goal: Goal | undefined, unit: string): string {
   if (goal === undefined) return '';
-  return goal.kind === 'ratio' ? `>= ${goal.min}x` : `B < ${goal.max} ${unit}`;
+  switch (goal.kind) {
+    case 'ratio':
+      return `>= ${goal.min}x`;
+    case 'bulwark-max':
+      return `B < ${goal.max} ${unit}`;
+    case 'bulwark-min':
+      return `B >= ${goal.min} ${unit}`;
+  }
 }
 
 function num(v: number | undefined): string {

@@ -2,7 +2,7 @@
  * `npm run bench`: Bulwark side by side with the CNCF Distribution registry (the reference), in
  * the same run, on loopback, with the same data. See bench/README.md.
  *
- *   node --import tsx bench/run.ts [--quick] [--only blobs,manifests,images] [--target both]
+ *   node --import tsx bench/run.ts [--quick] [--only blobs,manifests,images,auth] [--target both]
  *
  * Scenarios run one registry at a time, alternating step by step (bench/runner.ts), so they never
  * compete for the CPU; both servers stay up for the whole run so that their peak RSS covers it.

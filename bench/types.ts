@@ -7,10 +7,11 @@ export type TargetName = (typeof TARGETS)[number];
 export type Better = 'higher' | 'lower';
 
 /**
- * A target the figure is checked against: either the Bulwark/Distribution advantage ratio
- * (oriented so that > 1 means Bulwark is better) or an absolute ceiling on Bulwark's value.
+ * A target the figure is checked against: the Bulwark/Distribution advantage ratio (oriented so
+ * that > 1 means Bulwark is better), an absolute ceiling on Bulwark's value, or an absolute floor
+ * on it (for figures that compare Bulwark with itself, e.g. auth on / auth off).
  */
-export type Goal = { kind: 'ratio'; min: number } | { kind: 'bulwark-max'; max: number };
+export type Goal = { kind: 'ratio'; min: number } | { kind: 'bulwark-max'; max: number } | { kind: 'bulwark-min'; min: number };
 
 export interface Measurement {
   /** stable key across runs, e.g. "blobs.push-mono.64MiB.MiBps" */
@@ -40,6 +41,13 @@ export interface ScenarioContext {
   /** CPU seconds (user + system) the server has used so far: differences give CPU per operation */
   serverCpuSeconds: () => number;
   log: (message: string) => void;
+  /**
+   * Declare a process the scenario started besides the registry under test (e.g. a second
+   * server): its CPU is then not counted as other processes' noise. `cpuSeconds` reads its total.
+   */
+  addProcess: (cpuSeconds: () => number) => void;
+  /** Run `cleanup` after the scenario's last step against this registry, also when a step failed. */
+  defer: (cleanup: () => Promise<void>) => void;
 }
 
 /**
@@ -57,7 +65,8 @@ export interface Scenario {
   /**
    * The steps against one registry, in order. Called once per registry; the steps share state
    * through their closures (e.g. the pull step reads what the push step pushed). The list must
-   * not depend on the registry, so that the runner can pair the steps up.
+   * not depend on the registry, so that the runner can pair the steps up; a scenario that does
+   * not apply to a registry (e.g. authentication against Distribution) returns no steps for it.
    */
   steps(ctx: ScenarioContext): Step[];
 }

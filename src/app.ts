@@ -10,7 +10,7 @@ import { AuthService, MemoryAuthStore, SqliteAuthStore, type AuthStore } from '.
 import type { Config } from './config/index.js';
 import { createHttpServer } from './http/index.js';
 import { createRegistry, type Registry } from './registry/index.js';
-import { distributionRoutes, oauthRoutes } from './routes/index.js';
+import { adminRoutes, distributionRoutes, oauthRoutes } from './routes/index.js';
 import { createBlobStore, createMetadataStore, type BlobStore, type MetadataStore } from './storage/index.js';
 
 export interface App {
@@ -86,6 +86,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
       http.log.warn('the bootstrap admin is enabled (compliance finding BOOTSTRAP_ADMIN_ENABLED): assign an Owner, then `bulwark admin disable`');
     }
     oauthRoutes(http, auth);
+    adminRoutes(http, auth, config.externalUrl);
   } else {
     http.log.warn('authentication is OFF (auth.enabled=false): every request is served to anyone. Never run like this outside an isolated test.');
   }
@@ -100,6 +101,11 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
     auth?.maintain().catch((err: unknown) => http.log.error({ err }, 'failed to maintain signing keys and refresh tokens'));
   }, 3_600_000);
   upkeep.unref();
+  // Elevations stop applying at expiresAt by themselves; this records the expiry and cleans up.
+  const expiry = setInterval(() => {
+    auth?.accessRequests.expireDue().catch((err: unknown) => http.log.error({ err }, 'failed to expire access requests'));
+  }, 30_000);
+  expiry.unref();
 
   let closing: Promise<void> | undefined;
   return {
@@ -114,6 +120,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
       (closing ??= (async () => {
         clearInterval(purge);
         clearInterval(upkeep);
+        clearInterval(expiry);
         await http.close();
         await audit?.close();
         await blobs.close();

@@ -16,7 +16,7 @@ import type { ClientInfo, EventBus } from '../audit/index.js';
 import { formatScope, type Access } from './access.js';
 import { AccessRequests, elevationsUsed } from './access-requests.js';
 import { registryError } from '../oci/index.js';
-import { Directory } from './directory.js';
+import { Directory, type Actor } from './directory.js';
 import { authError } from './errors.js';
 import { FailureLimiter, type FailureLimits } from './failure-limiter.js';
 import { MAX_PASSWORD_LENGTH, verifyPassword } from './passwords.js';
@@ -158,15 +158,27 @@ export class AuthService {
     return r.token;
   }
 
-  /** Revoke every refresh token of a principal (or one by jti). Returns how many. */
-  async revokeRefreshTokens(match: { sub?: string; jti?: string }): Promise<number> {
+  /** Revoke every refresh token of a principal (or one by jti). Returns how many. Audited when an actor is given. */
+  async revokeRefreshTokens(match: { sub?: string; jti?: string }, actor?: Actor): Promise<number> {
     let n = 0;
     for (const r of await this.store.list<RefreshTokenRecord>('refresh-token')) {
       if (r.value.revoked || (match.sub !== undefined && r.value.sub !== match.sub) || (match.jti !== undefined && r.id !== match.jti)) continue;
       await this.store.put('refresh-token', r.id, { ...r.value, revoked: true });
       n++;
     }
+    if (actor !== undefined) this.adminChange(actor, 'refresh-token', `revoked ${n} refresh token(s) of ${match.sub ?? `jti ${match.jti ?? '?'}`}`);
     return n;
+  }
+
+  /** Replace the signing key now (older keys keep verifying what they signed); audited. */
+  async rotateSigningKey(actor: Actor): Promise<string> {
+    const kid = await this.keys.rotate();
+    this.adminChange(actor, 'signing-key', `rotated; new key ${kid}`);
+    return kid;
+  }
+
+  private adminChange(actor: Actor, target: string, reason: string): void {
+    this.bus.emit({ type: 'admin.change', time: new Date().toISOString(), repository: '', client: actor.client, outcome: 'success', principal: actor.principal, target, reason });
   }
 
   /**
@@ -227,6 +239,7 @@ export class AuthService {
     if (m?.[1] === undefined) {
       // Basic on a resource route is not how the token flow works: challenge for a token.
       if (/^Basic /i.test(authorization)) return undefined;
+      this.audit('auth.failure', client, { outcome: 'failure', reason: 'unsupported authorization scheme or malformed bearer token' });
       throw authError('UNAUTHORIZED', 'unsupported authorization scheme');
     }
     try {
@@ -252,7 +265,8 @@ export class AuthService {
         if (t === undefined || t.status !== 'enabled') return false;
         if (subject.pwd === undefined) return true; // signed in through a refresh token of the token itself
         const p = t.passwords.find((x) => x.name === subject.pwd);
-        return p !== undefined && (p.expiresAt === undefined || p.expiresAt > now);
+        // A regenerated slot has a new createdAt: tokens the old value obtained stop here.
+        return p !== undefined && p.createdAt === subject.pwdAt && (p.expiresAt === undefined || p.expiresAt > now);
       }
       case 'service':
         return (await this.store.get<ServiceRecord>('service', name)) !== undefined;
@@ -295,7 +309,7 @@ export class AuthService {
     }
     for (const p of token.passwords) {
       if (p.expiresAt !== undefined && p.expiresAt <= now) continue;
-      if (await matches(p.hash)) return { sub: `token:${username}`, pwd: p.name };
+      if (await matches(p.hash)) return { sub: `token:${username}`, pwd: p.name, pwdAt: p.createdAt };
     }
     return undefined;
   }
@@ -305,7 +319,12 @@ export class AuthService {
     const rec = (await this.store.get<RefreshTokenRecord>('refresh-token', claims.jti))?.value;
     if (rec === undefined || rec.revoked || rec.sub !== claims.sub) throw authError('UNAUTHORIZED', 'invalid refresh token: revoked or unknown');
     if (!(await this.stillValid(claims))) throw authError('UNAUTHORIZED', 'invalid refresh token: the identity was disabled or removed');
-    return { sub: claims.sub, ...(claims.pwd !== undefined ? { pwd: claims.pwd } : {}), ...(claims.amr !== undefined ? { amr: claims.amr } : {}) };
+    return {
+      sub: claims.sub,
+      ...(claims.pwd !== undefined ? { pwd: claims.pwd } : {}),
+      ...(claims.pwdAt !== undefined ? { pwdAt: claims.pwdAt } : {}),
+      ...(claims.amr !== undefined ? { amr: claims.amr } : {}),
+    };
   }
 }
 

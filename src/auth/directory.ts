@@ -246,7 +246,9 @@ export class Directory {
     };
     await this.store.put('role-assignment', rec.id, rec, 'absent');
     this.changed(actor, 'role-assignment', `assigned ${rec.role} on ${rec.scope} to ${rec.principal}`);
-    if (rec.role === 'Owner' && !rec.principal.startsWith('admin:') && this.opts.disableAdminOnFirstOwner) {
+    // Only a lasting Owner replaces the admin: one that expires (a just-in-time elevation) would
+    // leave nobody able to manage access once it ends.
+    if (rec.role === 'Owner' && !rec.principal.startsWith('admin:') && rec.expiresAt === undefined && c?.notAfter === undefined && this.opts.disableAdminOnFirstOwner) {
       await this.disableAdmin(actor, `first Owner configured (${rec.principal})`);
     }
     return rec;

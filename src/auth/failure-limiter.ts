@@ -1,3 +1,5 @@
+import { isIP } from 'node:net';
+
 /**
  * Throttling of failed sign-ins. Failures are counted per (identity, source address) and per
  * source address in a sliding window. A pair over its limit is refused with 429 and Retry-After
@@ -15,13 +17,28 @@ export interface FailureLimits {
 
 const MAX_KEYS = 100_000;
 
+/**
+ * The address a failure is counted against: IPv4 as is, IPv6 by its /64 (one host usually owns a
+ * whole /64, so counting single addresses would let it step around the limit).
+ */
+export function addressKey(address: string): string {
+  const a = address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
+  if (isIP(a) !== 6) return a;
+  const [head = '', tail = ''] = a.split('::');
+  const h = head === '' ? [] : head.split(':');
+  const t = tail === '' ? [] : tail.split(':');
+  const groups = a.includes('::') ? [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t] : h;
+  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
+}
+
 export class FailureLimiter {
   private readonly failures = new Map<string, number[]>();
 
   constructor(private readonly limits: FailureLimits) {}
 
   /** Seconds until the caller may try again, or 0 when it may try now. */
-  retryAfter(identity: string, address: string, now = Date.now()): number {
+  retryAfter(identity: string, rawAddress: string, now = Date.now()): number {
+    const address = addressKey(rawAddress);
     const pair = this.recent(`${identity}\0${address}`, now);
     const addr = this.recent(`\0${address}`, now);
     let until = 0;
@@ -30,7 +47,8 @@ export class FailureLimiter {
     return until > now ? Math.ceil((until - now) / 1000) : 0;
   }
 
-  fail(identity: string, address: string, now = Date.now()): void {
+  fail(identity: string, rawAddress: string, now = Date.now()): void {
+    const address = addressKey(rawAddress);
     for (const key of [`${identity}\0${address}`, `\0${address}`]) {
       const list = this.recent(key, now);
       list.push(now);
@@ -41,8 +59,8 @@ export class FailureLimiter {
   }
 
   /** A success clears the pair's failures (not the address's). */
-  succeed(identity: string, address: string): void {
-    this.failures.delete(`${identity}\0${address}`);
+  succeed(identity: string, rawAddress: string): void {
+    this.failures.delete(`${identity}\0${addressKey(rawAddress)}`);
   }
 
   private recent(key: string, now: number): number[] {

@@ -72,10 +72,15 @@ export class AccessPolicy {
     return this.repositoryActions(await this.load(), ctx, repository).size > 0;
   }
 
-  /** A predicate for many names at once (one snapshot). */
+  /**
+   * Which repository names the caller may see in the catalog (one snapshot for many names): those
+   * it has any right on, and those a catalog-lister assignment covers.
+   */
   async visibility(ctx: DecisionContext): Promise<(repository: string) => boolean> {
     const snap = await this.load();
-    return (name) => this.repositoryActions(snap, ctx, name).size > 0;
+    const lists = (a: RoleAssignmentRecord): boolean => role(a.role).catalog && (a.scope === '*' || !role(a.role).registryWideOnly);
+    const listed = ctx.principal === ANONYMOUS ? [] : this.activeAssignments(snap, ctx).filter(lists).map((a) => a.scope);
+    return (name) => listed.some((p) => matchesRepository(p, name)) || this.repositoryActions(snap, ctx, name).size > 0;
   }
 
   /** The role assignments that apply to the principal now (for auditing elevations in use). */
@@ -107,10 +112,11 @@ export class AccessPolicy {
     let catalog = false;
     if (ctx.principal !== ANONYMOUS) {
       for (const a of this.activeAssignments(snap, ctx)) {
-        if (a.scope !== '*') continue;
         const def = role(a.role);
-        catalog ||= def.catalog;
-        for (const x of def.admin) admin.add(x);
+        // a scoped catalog lister may call the catalog (visibility() limits what it lists); a
+        // control-plane role counts only registry-wide, as it can only be assigned
+        catalog ||= def.catalog && (a.scope === '*' || !def.registryWideOnly);
+        if (a.scope === '*') for (const x of def.admin) admin.add(x);
       }
     }
     return { catalog, admin };
@@ -170,6 +176,9 @@ export function inNetworks(address: string, cidrs: readonly string[]): boolean {
   if (family === 0) return false;
   const list = new BlockList();
   for (const c of cidrs) {
+    // Validated when written; a malformed one that got in anyway (an old record, a hand edit)
+    // matches nothing instead of throwing from every decision of its principal.
+    if (!isCidr(c)) continue;
     const [net, bits] = c.split('/');
     if (net === undefined || bits === undefined) continue;
     const f = isIP(net);

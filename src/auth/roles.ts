@@ -16,10 +16,12 @@
  * | RepositoryReader       | pull metadata_read                                   | |
  * | RepositoryWriter       | pull push metadata_read metadata_write               | |
  * | RepositoryContributor  | pull push delete metadata_read metadata_write        | |
- * | RepositoryCatalogLister|                                                      | catalog |
+ * | RepositoryCatalogLister|                                                      | catalog (names in scope) |
  *
  * Owner, Contributor and Reader are control-plane roles and are assigned registry-wide; the
  * others may be limited to a repository or a prefix (ACR's ABAC repository conditions).
+ * The catalog lists the repositories the caller has any right on, plus, as with ACR's Catalog
+ * Lister, the names a RepositoryCatalogLister assignment covers (all of them when registry-wide).
  */
 import type { AdminAction, RepositoryAction } from './access.js';
 
@@ -48,7 +50,7 @@ const DEFINITIONS = [
   { name: 'RepositoryReader', description: 'Read content and metadata of the repositories in scope.', repository: ['pull', 'metadata_read'], catalog: false, admin: [], registryWideOnly: false },
   { name: 'RepositoryWriter', description: 'Read and write content and metadata of the repositories in scope.', repository: ['pull', 'push', 'metadata_read', 'metadata_write'], catalog: false, admin: [], registryWideOnly: false },
   { name: 'RepositoryContributor', description: 'Read, write and delete in the repositories in scope.', repository: CONTENT, catalog: false, admin: [], registryWideOnly: false },
-  { name: 'RepositoryCatalogLister', description: 'List repositories (the catalog).', repository: [], catalog: true, admin: [], registryWideOnly: true },
+  { name: 'RepositoryCatalogLister', description: 'List the names of the repositories in scope (the catalog).', repository: [], catalog: true, admin: [], registryWideOnly: false },
 ] as const satisfies readonly (Omit<RoleDefinition, 'name'> & { name: string })[];
 
 export type RoleName = (typeof DEFINITIONS)[number]['name'];

@@ -29,6 +29,8 @@ export interface Subject {
   readonly sub: string;
   /** for repository-scoped tokens: which of the two passwords was used */
   readonly pwd?: string | undefined;
+  /** ... and when that password was generated: a regenerated password voids what the old value obtained */
+  readonly pwdAt?: number | undefined;
   /** authentication methods of an OIDC-federated principal (`mfa`, ...) */
   readonly amr?: readonly string[] | undefined;
 }
@@ -130,13 +132,19 @@ export class TokenService {
 }
 
 function claimsOf(s: Subject): JWTPayload {
-  return { sub: s.sub, ...(s.pwd !== undefined ? { pwd: s.pwd } : {}), ...(s.amr !== undefined ? { amr: [...s.amr] } : {}) };
+  return {
+    sub: s.sub,
+    ...(s.pwd !== undefined ? { pwd: s.pwd } : {}),
+    ...(s.pwdAt !== undefined ? { pwd_at: s.pwdAt } : {}),
+    ...(s.amr !== undefined ? { amr: [...s.amr] } : {}),
+  };
 }
 
 function subjectOf(p: JWTPayload): Subject {
   return {
     sub: p.sub ?? '',
     ...(typeof p.pwd === 'string' ? { pwd: p.pwd } : {}),
+    ...(typeof p.pwd_at === 'number' ? { pwdAt: p.pwd_at } : {}),
     ...(Array.isArray(p.amr) ? { amr: p.amr.filter((x): x is string => typeof x === 'string') } : {}),
   };
 }

@@ -1,2 +1,3 @@
 export { distributionRoutes } from './distribution/index.js';
 export { oauthRoutes } from './oauth/index.js';
+export { adminRoutes } from './admin/index.js';

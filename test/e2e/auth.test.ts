@@ -98,7 +98,7 @@ describeWithTools(
 
     test('without credentials, skopeo inspect and podman pull are refused with "authentication required", and a push stores nothing', async () => {
       const anon = await newClient();
-      assert.equal(existsSync(anon.authFile), false, 'this client has never signed in');
+      assert.equal(await storedLogin(anon, server.host), false, 'this client has never signed in');
 
       const inspect = await tool('skopeo', anon).fail(['inspect', '--tls-verify=false', remote('e2e/auth:v1')]);
       assert.equal(inspect.exitCode, 1, inspect.stderr);

@@ -174,7 +174,7 @@ function spawnWithInput(cmd: string, args: string[], opts: RunOptions): Promise<
 export interface ClientEnv {
   dir: string;
   policyPath: string;
-  /** the credentials `<tool> login` stores; absent until a login (then the client is anonymous) */
+  /** the credentials `<tool> login` stores; holds none until a login (then the client is anonymous) */
   authFile: string;
   /** process env with CONTAINERS_* pointing at the isolated files */
   env: NodeJS.ProcessEnv;
@@ -203,7 +203,9 @@ export async function makeClientEnv(registryHost: string): Promise<ClientEnv> {
   // containers.conf: no systemd and no journald on CI boxes.
   const containersConf = join(dir, 'containers.conf');
   await writeFile(containersConf, ['[engine]', 'events_logger = "file"', 'cgroup_manager = "cgroupfs"', ''].join('\n'));
+  // Empty but present: podman refuses to run with a REGISTRY_AUTH_FILE that does not exist.
   const authFile = join(dir, 'auth.json');
+  await writeFile(authFile, '{"auths":{}}\n', { mode: 0o600 });
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     // Credentials only from this client's own auth file, never from the host's.

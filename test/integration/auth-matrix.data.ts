@@ -64,115 +64,120 @@ export const ROUTES: Record<string, RouteSpec> = {
 
 /**
  * Registry-level routes: `base` and `catalog` statuses, then what the catalog lists (`-`: nothing).
- * RepositoryCatalogLister alone may call the catalog but sees no repository: the listing is
- * filtered to what the caller has rights on (nothing reveals that a repository exists).
+ * `anonymous` holds a token from the endpoint (with an empty access claim): GET /v2/ only checks
+ * that the token is one of this registry's, as Distribution does, so it answers 200.
+ * The catalog lists what the caller has rights on, plus the names a RepositoryCatalogLister
+ * assignment covers (ACR's Catalog Lister): registry-wide it lists every repository.
  */
 export const REGISTRY_MATRIX = `
-principal                                          base catalog  lists
-none                                               401  401
-anonymous                                          200  401
-bootstrap-admin                                    200  200      team-a/app team-a/src team-b/app team-b/src
-Owner@*                                            200  200      team-a/app team-a/src team-b/app team-b/src
-Contributor@*                                      200  200      team-a/app team-a/src team-b/app team-b/src
-Reader@*                                           200  200      team-a/app team-a/src team-b/app team-b/src
-AcrPull@*                                          200  403
-AcrPush@*                                          200  403
-AcrDelete@*                                        200  403
-AcrImageSigner@*                                   200  403
-AcrQuarantineReader@*                              200  403
-AcrQuarantineWriter@*                              200  403
-RepositoryReader@*                                 200  403
-RepositoryWriter@*                                 200  403
-RepositoryContributor@*                            200  403
-RepositoryCatalogLister@*                          200  200      -
-AcrPull@team-a/*                                   200  403
-AcrPush@team-a/*                                   200  403
-AcrDelete@team-a/*                                 200  403
-AcrImageSigner@team-a/*                            200  403
-AcrQuarantineReader@team-a/*                       200  403
-AcrQuarantineWriter@team-a/*                       200  403
-RepositoryReader@team-a/*                          200  403
-RepositoryWriter@team-a/*                          200  403
-RepositoryContributor@team-a/*                     200  403
-RepositoryCatalogLister@*+RepositoryReader@team-a/* 200 200      team-a/app team-a/src
-token:_repositories_pull                           200  403
-token:_repositories_pull_metadata_read             200  403
-token:_repositories_push                           200  403
-token:_repositories_push_metadata_write            200  403
-token:_repositories_admin                          200  403
-token:team-a-writers                               200  403
-token:_repositories_admin(disabled)                401  401
+principal                                            base  catalog  lists
+none                                                 401   401
+anonymous                                            200   401
+bootstrap-admin                                      200   200      team-a/app team-a/src team-b/app team-b/src
+Owner@*                                              200   200      team-a/app team-a/src team-b/app team-b/src
+Contributor@*                                        200   200      team-a/app team-a/src team-b/app team-b/src
+Reader@*                                             200   200      team-a/app team-a/src team-b/app team-b/src
+AcrPull@*                                            200   403
+AcrPush@*                                            200   403
+AcrDelete@*                                          200   403
+AcrImageSigner@*                                     200   403
+AcrQuarantineReader@*                                200   403
+AcrQuarantineWriter@*                                200   403
+RepositoryReader@*                                   200   403
+RepositoryWriter@*                                   200   403
+RepositoryContributor@*                              200   403
+RepositoryCatalogLister@*                            200   200      team-a/app team-a/src team-b/app team-b/src
+RepositoryCatalogLister@team-a/*                     200   200      team-a/app team-a/src
+AcrPull@team-a/*                                     200   403
+AcrPush@team-a/*                                     200   403
+AcrDelete@team-a/*                                   200   403
+AcrImageSigner@team-a/*                              200   403
+AcrQuarantineReader@team-a/*                         200   403
+AcrQuarantineWriter@team-a/*                         200   403
+RepositoryReader@team-a/*                            200   403
+RepositoryWriter@team-a/*                            200   403
+RepositoryContributor@team-a/*                       200   403
+RepositoryCatalogLister@*+RepositoryReader@team-a/*  200   200      team-a/app team-a/src team-b/app team-b/src
+token:_repositories_pull                             200   403
+token:_repositories_pull_metadata_read               200   403
+token:_repositories_push                             200   403
+token:_repositories_push_metadata_write              200   403
+token:_repositories_admin                            200   403
+token:team-a-writers                                 200   403
+token:_repositories_admin(disabled)                  401   401
 `;
 
 /** Repository routes, one row per principal and repository. */
 export const REPOSITORY_MATRIX = `
-principal                               repo        bHEAD bGET bRANGE bDEL upPOST upMONO upPATCH upPUT upGET upDEL mntA mntB mHEAD mGET m404 mPUT mDEL tags refs
-none                                    team-a/app  401   401  401    401  401    401    401     401   401   401   401  401  401   401  401  401  401  401  401
-none                                    team-b/app  401   401  401    401  401    401    401     401   401   401   401  401  401   401  401  401  401  401  401
-anonymous                               team-a/app  401   401  401    401  401    401    401     401   401   401   401  401  401   401  401  401  401  401  401
-anonymous                               team-b/app  401   401  401    401  401    401    401     401   401   401   401  401  401   401  401  401  401  401  401
-bootstrap-admin                         team-a/app  200   200  206    202  202    201    202     201   204   204   201  201  200   200  404  201  202  200  200
-bootstrap-admin                         team-b/app  200   200  206    202  202    201    202     201   204   204   201  201  200   200  404  201  202  200  200
-Owner@*                                 team-a/app  200   200  206    202  202    201    202     201   204   204   201  201  200   200  404  201  202  200  200
-Owner@*                                 team-b/app  200   200  206    202  202    201    202     201   204   204   201  201  200   200  404  201  202  200  200
-Contributor@*                           team-a/app  200   200  206    202  202    201    202     201   204   204   201  201  200   200  404  201  202  200  200
-Contributor@*                           team-b/app  200   200  206    202  202    201    202     201   204   204   201  201  200   200  404  201  202  200  200
-Reader@*                                team-a/app  200   200  206    403  403    403    403     403   403   403   403  403  200   200  404  403  403  200  200
-Reader@*                                team-b/app  200   200  206    403  403    403    403     403   403   403   403  403  200   200  404  403  403  200  200
-AcrPull@*                               team-a/app  200   200  206    403  403    403    403     403   403   403   403  403  200   200  404  403  403  200  200
-AcrPull@*                               team-b/app  200   200  206    403  403    403    403     403   403   403   403  403  200   200  404  403  403  200  200
-AcrPush@*                               team-a/app  200   200  206    403  202    201    202     201   204   204   201  201  200   200  404  201  403  200  200
-AcrPush@*                               team-b/app  200   200  206    403  202    201    202     201   204   204   201  201  200   200  404  201  403  200  200
-AcrDelete@*                             team-a/app  403   403  403    202  403    403    403     403   403   403   403  403  403   403  403  403  202  403  403
-AcrDelete@*                             team-b/app  403   403  403    202  403    403    403     403   403   403   403  403  403   403  403  403  202  403  403
-AcrImageSigner@*                        team-a/app  403   403  403    403  403    403    403     403   403   403   403  403  403   403  403  403  403  403  403
-AcrImageSigner@*                        team-b/app  403   403  403    403  403    403    403     403   403   403   403  403  403   403  403  403  403  403  403
-AcrQuarantineReader@*                   team-a/app  403   403  403    403  403    403    403     403   403   403   403  403  403   403  403  403  403  403  403
-AcrQuarantineReader@*                   team-b/app  403   403  403    403  403    403    403     403   403   403   403  403  403   403  403  403  403  403  403
-AcrQuarantineWriter@*                   team-a/app  403   403  403    403  403    403    403     403   403   403   403  403  403   403  403  403  403  403  403
-AcrQuarantineWriter@*                   team-b/app  403   403  403    403  403    403    403     403   403   403   403  403  403   403  403  403  403  403  403
-RepositoryReader@*                      team-a/app  200   200  206    403  403    403    403     403   403   403   403  403  200   200  404  403  403  200  200
-RepositoryReader@*                      team-b/app  200   200  206    403  403    403    403     403   403   403   403  403  200   200  404  403  403  200  200
-RepositoryWriter@*                      team-a/app  200   200  206    403  202    201    202     201   204   204   201  201  200   200  404  201  403  200  200
-RepositoryWriter@*                      team-b/app  200   200  206    403  202    201    202     201   204   204   201  201  200   200  404  201  403  200  200
-RepositoryContributor@*                 team-a/app  200   200  206    202  202    201    202     201   204   204   201  201  200   200  404  201  202  200  200
-RepositoryContributor@*                 team-b/app  200   200  206    202  202    201    202     201   204   204   201  201  200   200  404  201  202  200  200
-RepositoryCatalogLister@*               team-a/app  403   403  403    403  403    403    403     403   403   403   403  403  403   403  403  403  403  403  403
-RepositoryCatalogLister@*               team-b/app  403   403  403    403  403    403    403     403   403   403   403  403  403   403  403  403  403  403  403
-AcrPull@team-a/*                        team-a/app  200   200  206    403  403    403    403     403   403   403   403  403  200   200  404  403  403  200  200
-AcrPull@team-a/*                        team-b/app  403   403  403    403  403    403    403     403   403   403   403  403  403   403  403  403  403  403  403
-AcrPush@team-a/*                        team-a/app  200   200  206    403  202    201    202     201   204   204   201  202  200   200  404  201  403  200  200
-AcrPush@team-a/*                        team-b/app  403   403  403    403  403    403    403     403   403   403   403  403  403   403  403  403  403  403  403
-AcrDelete@team-a/*                      team-a/app  403   403  403    202  403    403    403     403   403   403   403  403  403   403  403  403  202  403  403
-AcrDelete@team-a/*                      team-b/app  403   403  403    403  403    403    403     403   403   403   403  403  403   403  403  403  403  403  403
-AcrImageSigner@team-a/*                 team-a/app  403   403  403    403  403    403    403     403   403   403   403  403  403   403  403  403  403  403  403
-AcrImageSigner@team-a/*                 team-b/app  403   403  403    403  403    403    403     403   403   403   403  403  403   403  403  403  403  403  403
-AcrQuarantineReader@team-a/*            team-a/app  403   403  403    403  403    403    403     403   403   403   403  403  403   403  403  403  403  403  403
-AcrQuarantineReader@team-a/*            team-b/app  403   403  403    403  403    403    403     403   403   403   403  403  403   403  403  403  403  403  403
-AcrQuarantineWriter@team-a/*            team-a/app  403   403  403    403  403    403    403     403   403   403   403  403  403   403  403  403  403  403  403
-AcrQuarantineWriter@team-a/*            team-b/app  403   403  403    403  403    403    403     403   403   403   403  403  403   403  403  403  403  403  403
-RepositoryReader@team-a/*               team-a/app  200   200  206    403  403    403    403     403   403   403   403  403  200   200  404  403  403  200  200
-RepositoryReader@team-a/*               team-b/app  403   403  403    403  403    403    403     403   403   403   403  403  403   403  403  403  403  403  403
-RepositoryWriter@team-a/*               team-a/app  200   200  206    403  202    201    202     201   204   204   201  202  200   200  404  201  403  200  200
-RepositoryWriter@team-a/*               team-b/app  403   403  403    403  403    403    403     403   403   403   403  403  403   403  403  403  403  403  403
-RepositoryContributor@team-a/*          team-a/app  200   200  206    202  202    201    202     201   204   204   201  202  200   200  404  201  202  200  200
-RepositoryContributor@team-a/*          team-b/app  403   403  403    403  403    403    403     403   403   403   403  403  403   403  403  403  403  403  403
-RepositoryCatalogLister@*+RepositoryReader@team-a/* team-a/app 200 200 206 403 403 403 403   403   403   403   403  403  200   200  404  403  403  200  200
-RepositoryCatalogLister@*+RepositoryReader@team-a/* team-b/app 403 403 403 403 403 403 403   403   403   403   403  403  403   403  403  403  403  403  403
-token:_repositories_pull                team-a/app  200   200  206    403  403    403    403     403   403   403   403  403  200   200  404  403  403  200  200
-token:_repositories_pull                team-b/app  200   200  206    403  403    403    403     403   403   403   403  403  200   200  404  403  403  200  200
-token:_repositories_pull_metadata_read  team-a/app  200   200  206    403  403    403    403     403   403   403   403  403  200   200  404  403  403  200  200
-token:_repositories_pull_metadata_read  team-b/app  200   200  206    403  403    403    403     403   403   403   403  403  200   200  404  403  403  200  200
-token:_repositories_push                team-a/app  200   200  206    403  202    201    202     201   204   204   201  201  200   200  404  201  403  200  200
-token:_repositories_push                team-b/app  200   200  206    403  202    201    202     201   204   204   201  201  200   200  404  201  403  200  200
-token:_repositories_push_metadata_write team-a/app  200   200  206    403  202    201    202     201   204   204   201  201  200   200  404  201  403  200  200
-token:_repositories_push_metadata_write team-b/app  200   200  206    403  202    201    202     201   204   204   201  201  200   200  404  201  403  200  200
-token:_repositories_admin               team-a/app  200   200  206    202  202    201    202     201   204   204   201  201  200   200  404  201  202  200  200
-token:_repositories_admin               team-b/app  200   200  206    202  202    201    202     201   204   204   201  201  200   200  404  201  202  200  200
-token:team-a-writers                    team-a/app  200   200  206    403  202    201    202     201   204   204   201  202  200   200  404  201  403  200  200
-token:team-a-writers                    team-b/app  403   403  403    403  403    403    403     403   403   403   403  403  403   403  403  403  403  403  403
-token:_repositories_admin(disabled)     team-a/app  401   401  401    401  401    401    401     401   401   401   401  401  401   401  401  401  401  401  401
-token:_repositories_admin(disabled)     team-b/app  401   401  401    401  401    401    401     401   401   401   401  401  401   401  401  401  401  401  401
+principal                                            repo        bHEAD  bGET  bRANGE  bDEL  upPOST  upMONO  upPATCH  upPUT  upGET  upDEL  mntA  mntB  mHEAD  mGET  m404  mPUT  mDEL  tags  refs
+none                                                 team-a/app  401    401   401     401   401     401     401      401    401    401    401   401   401    401   401   401   401   401   401
+none                                                 team-b/app  401    401   401     401   401     401     401      401    401    401    401   401   401    401   401   401   401   401   401
+anonymous                                            team-a/app  401    401   401     401   401     401     401      401    401    401    401   401   401    401   401   401   401   401   401
+anonymous                                            team-b/app  401    401   401     401   401     401     401      401    401    401    401   401   401    401   401   401   401   401   401
+bootstrap-admin                                      team-a/app  200    200   206     202   202     201     202      201    204    204    201   201   200    200   404   201   202   200   200
+bootstrap-admin                                      team-b/app  200    200   206     202   202     201     202      201    204    204    201   201   200    200   404   201   202   200   200
+Owner@*                                              team-a/app  200    200   206     202   202     201     202      201    204    204    201   201   200    200   404   201   202   200   200
+Owner@*                                              team-b/app  200    200   206     202   202     201     202      201    204    204    201   201   200    200   404   201   202   200   200
+Contributor@*                                        team-a/app  200    200   206     202   202     201     202      201    204    204    201   201   200    200   404   201   202   200   200
+Contributor@*                                        team-b/app  200    200   206     202   202     201     202      201    204    204    201   201   200    200   404   201   202   200   200
+Reader@*                                             team-a/app  200    200   206     403   403     403     403      403    403    403    403   403   200    200   404   403   403   200   200
+Reader@*                                             team-b/app  200    200   206     403   403     403     403      403    403    403    403   403   200    200   404   403   403   200   200
+AcrPull@*                                            team-a/app  200    200   206     403   403     403     403      403    403    403    403   403   200    200   404   403   403   200   200
+AcrPull@*                                            team-b/app  200    200   206     403   403     403     403      403    403    403    403   403   200    200   404   403   403   200   200
+AcrPush@*                                            team-a/app  200    200   206     403   202     201     202      201    204    204    201   201   200    200   404   201   403   200   200
+AcrPush@*                                            team-b/app  200    200   206     403   202     201     202      201    204    204    201   201   200    200   404   201   403   200   200
+AcrDelete@*                                          team-a/app  403    403   403     202   403     403     403      403    403    403    403   403   403    403   403   403   202   403   403
+AcrDelete@*                                          team-b/app  403    403   403     202   403     403     403      403    403    403    403   403   403    403   403   403   202   403   403
+AcrImageSigner@*                                     team-a/app  403    403   403     403   403     403     403      403    403    403    403   403   403    403   403   403   403   403   403
+AcrImageSigner@*                                     team-b/app  403    403   403     403   403     403     403      403    403    403    403   403   403    403   403   403   403   403   403
+AcrQuarantineReader@*                                team-a/app  403    403   403     403   403     403     403      403    403    403    403   403   403    403   403   403   403   403   403
+AcrQuarantineReader@*                                team-b/app  403    403   403     403   403     403     403      403    403    403    403   403   403    403   403   403   403   403   403
+AcrQuarantineWriter@*                                team-a/app  403    403   403     403   403     403     403      403    403    403    403   403   403    403   403   403   403   403   403
+AcrQuarantineWriter@*                                team-b/app  403    403   403     403   403     403     403      403    403    403    403   403   403    403   403   403   403   403   403
+RepositoryReader@*                                   team-a/app  200    200   206     403   403     403     403      403    403    403    403   403   200    200   404   403   403   200   200
+RepositoryReader@*                                   team-b/app  200    200   206     403   403     403     403      403    403    403    403   403   200    200   404   403   403   200   200
+RepositoryWriter@*                                   team-a/app  200    200   206     403   202     201     202      201    204    204    201   201   200    200   404   201   403   200   200
+RepositoryWriter@*                                   team-b/app  200    200   206     403   202     201     202      201    204    204    201   201   200    200   404   201   403   200   200
+RepositoryContributor@*                              team-a/app  200    200   206     202   202     201     202      201    204    204    201   201   200    200   404   201   202   200   200
+RepositoryContributor@*                              team-b/app  200    200   206     202   202     201     202      201    204    204    201   201   200    200   404   201   202   200   200
+RepositoryCatalogLister@*                            team-a/app  403    403   403     403   403     403     403      403    403    403    403   403   403    403   403   403   403   403   403
+RepositoryCatalogLister@team-a/*                     team-a/app  403    403   403     403   403     403     403      403    403    403    403   403   403    403   403   403   403   403   403
+RepositoryCatalogLister@*                            team-b/app  403    403   403     403   403     403     403      403    403    403    403   403   403    403   403   403   403   403   403
+RepositoryCatalogLister@team-a/*                     team-b/app  403    403   403     403   403     403     403      403    403    403    403   403   403    403   403   403   403   403   403
+AcrPull@team-a/*                                     team-a/app  200    200   206     403   403     403     403      403    403    403    403   403   200    200   404   403   403   200   200
+AcrPull@team-a/*                                     team-b/app  403    403   403     403   403     403     403      403    403    403    403   403   403    403   403   403   403   403   403
+AcrPush@team-a/*                                     team-a/app  200    200   206     403   202     201     202      201    204    204    201   202   200    200   404   201   403   200   200
+AcrPush@team-a/*                                     team-b/app  403    403   403     403   403     403     403      403    403    403    403   403   403    403   403   403   403   403   403
+AcrDelete@team-a/*                                   team-a/app  403    403   403     202   403     403     403      403    403    403    403   403   403    403   403   403   202   403   403
+AcrDelete@team-a/*                                   team-b/app  403    403   403     403   403     403     403      403    403    403    403   403   403    403   403   403   403   403   403
+AcrImageSigner@team-a/*                              team-a/app  403    403   403     403   403     403     403      403    403    403    403   403   403    403   403   403   403   403   403
+AcrImageSigner@team-a/*                              team-b/app  403    403   403     403   403     403     403      403    403    403    403   403   403    403   403   403   403   403   403
+AcrQuarantineReader@team-a/*                         team-a/app  403    403   403     403   403     403     403      403    403    403    403   403   403    403   403   403   403   403   403
+AcrQuarantineReader@team-a/*                         team-b/app  403    403   403     403   403     403     403      403    403    403    403   403   403    403   403   403   403   403   403
+AcrQuarantineWriter@team-a/*                         team-a/app  403    403   403     403   403     403     403      403    403    403    403   403   403    403   403   403   403   403   403
+AcrQuarantineWriter@team-a/*                         team-b/app  403    403   403     403   403     403     403      403    403    403    403   403   403    403   403   403   403   403   403
+RepositoryReader@team-a/*                            team-a/app  200    200   206     403   403     403     403      403    403    403    403   403   200    200   404   403   403   200   200
+RepositoryReader@team-a/*                            team-b/app  403    403   403     403   403     403     403      403    403    403    403   403   403    403   403   403   403   403   403
+RepositoryWriter@team-a/*                            team-a/app  200    200   206     403   202     201     202      201    204    204    201   202   200    200   404   201   403   200   200
+RepositoryWriter@team-a/*                            team-b/app  403    403   403     403   403     403     403      403    403    403    403   403   403    403   403   403   403   403   403
+RepositoryContributor@team-a/*                       team-a/app  200    200   206     202   202     201     202      201    204    204    201   202   200    200   404   201   202   200   200
+RepositoryContributor@team-a/*                       team-b/app  403    403   403     403   403     403     403      403    403    403    403   403   403    403   403   403   403   403   403
+RepositoryCatalogLister@*+RepositoryReader@team-a/*  team-a/app  200    200   206     403   403     403     403      403    403    403    403   403   200    200   404   403   403   200   200
+RepositoryCatalogLister@*+RepositoryReader@team-a/*  team-b/app  403    403   403     403   403     403     403      403    403    403    403   403   403    403   403   403   403   403   403
+token:_repositories_pull                             team-a/app  200    200   206     403   403     403     403      403    403    403    403   403   200    200   404   403   403   200   200
+token:_repositories_pull                             team-b/app  200    200   206     403   403     403     403      403    403    403    403   403   200    200   404   403   403   200   200
+token:_repositories_pull_metadata_read               team-a/app  200    200   206     403   403     403     403      403    403    403    403   403   200    200   404   403   403   200   200
+token:_repositories_pull_metadata_read               team-b/app  200    200   206     403   403     403     403      403    403    403    403   403   200    200   404   403   403   200   200
+token:_repositories_push                             team-a/app  200    200   206     403   202     201     202      201    204    204    201   201   200    200   404   201   403   200   200
+token:_repositories_push                             team-b/app  200    200   206     403   202     201     202      201    204    204    201   201   200    200   404   201   403   200   200
+token:_repositories_push_metadata_write              team-a/app  200    200   206     403   202     201     202      201    204    204    201   201   200    200   404   201   403   200   200
+token:_repositories_push_metadata_write              team-b/app  200    200   206     403   202     201     202      201    204    204    201   201   200    200   404   201   403   200   200
+token:_repositories_admin                            team-a/app  200    200   206     202   202     201     202      201    204    204    201   201   200    200   404   201   202   200   200
+token:_repositories_admin                            team-b/app  200    200   206     202   202     201     202      201    204    204    201   201   200    200   404   201   202   200   200
+token:team-a-writers                                 team-a/app  200    200   206     403   202     201     202      201    204    204    201   202   200    200   404   201   403   200   200
+token:team-a-writers                                 team-b/app  403    403   403     403   403     403     403      403    403    403    403   403   403    403   403   403   403   403   403
+token:_repositories_admin(disabled)                  team-a/app  401    401   401     401   401     401     401      401    401    401    401   401   401    401   401   401   401   401   401
+token:_repositories_admin(disabled)                  team-b/app  401    401   401     401   401     401     401      401    401    401    401   401   401    401   401   401   401   401   401
 `;
 
 // --- the tables as records ---------------------------------------------------------------------

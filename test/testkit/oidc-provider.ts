@@ -13,6 +13,10 @@
  * provider's documented custom-interaction API (`interactionDetails`/`interactionFinished`), not
  * its devInteractions HTML forms: only an interaction result can set `amr`. Clients are created on
  * demand in the provider's storage adapter, one per audience.
+ *
+ * `completeAuthorization(url)` plays the person's part for a native app under test (`bulwark
+ * login`): the same interactions for the app's own authorization URL, up to the redirect to the
+ * app's loopback `redirect_uri` (any port, RFC 8252 §7.3); the app redeems the code itself.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -24,6 +28,12 @@ export interface TestIdp {
   readonly issuer: string;
   /** An ID token the provider signed for `subject`, audience `audience` (and `amr` when given). */
   token(opts: { subject: string; audience: string; amr?: string[] }): Promise<string>;
+  /**
+   * What a person does in the browser with an authorization URL a native app printed (RFC 8252):
+   * open it, log in as `subject` (with `amr`), consent. Returns the provider's final redirect to
+   * the app's `redirect_uri` (with `code` and `state`), without requesting it: the caller does.
+   */
+  completeAuthorization(authorizeUrl: string, login: { subject: string; amr?: string[] }): Promise<string>;
   /** Restart the provider with a new signing key on the same port and issuer; the old key is gone. */
   rotateKeys(): Promise<void>;
   close(): Promise<void>;
@@ -179,14 +189,7 @@ export async function startTestIdp(opts: TestIdpOptions = {}): Promise<TestIdp> 
         nonce: randomBytes(16).toString('base64url'), code_challenge_method: 'S256',
         code_challenge: createHash('sha256').update(verifier).digest('base64url'),
       });
-      let url = new URL(`/auth?${query.toString()}`, issuer);
-      for (let hop = 0; !url.href.startsWith(`${REDIRECT_URI}?`); hop++) {
-        if (hop === 8) throw new Error('failed to get an authorization code: too many redirects');
-        const res = await send(url, { method: 'GET' }, jar);
-        const location = res.headers.get('location');
-        if (location === null) throw new Error(`failed to get an authorization code: ${res.status} at ${url.pathname}: ${(await res.text()).slice(0, 300)}`);
-        url = new URL(location, url);
-      }
+      const url = await followToRedirect(new URL(`/auth?${query.toString()}`, issuer), REDIRECT_URI, jar);
       const code = url.searchParams.get('code');
       if (url.searchParams.get('state') !== state || code === null) throw new Error(`failed to get an authorization code: ${url.search}`);
       const body = new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: REDIRECT_URI, code_verifier: verifier, client_id: req.audience });
@@ -199,15 +202,44 @@ export async function startTestIdp(opts: TestIdpOptions = {}): Promise<TestIdp> 
     }
   }
 
+  async function completeAuthorization(authorizeUrl: string, login: { subject: string; amr?: string[] }): Promise<string> {
+    const url = new URL(authorizeUrl);
+    const clientId = url.searchParams.get('client_id');
+    const state = url.searchParams.get('state');
+    const redirectUri = url.searchParams.get('redirect_uri');
+    if (url.origin !== issuer || clientId === null || state === null || redirectUri === null) throw new Error(`not an authorization request to this provider: ${authorizeUrl}`);
+    store.ensureClient(clientId);
+    logins.set(state, { subject: login.subject, ...(login.amr === undefined ? {} : { amr: login.amr }) });
+    try {
+      return (await followToRedirect(url, redirectUri, new Map())).href;
+    } finally {
+      logins.delete(state);
+    }
+  }
+
   return {
     issuer,
     token,
+    completeAuthorization,
     rotateKeys: boot,
     close: async () => {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** Follow the provider's redirects (through the interactions) until one goes to `redirectUri`. */
+async function followToRedirect(start: URL, redirectUri: string, jar: Map<string, string>): Promise<URL> {
+  let url = start;
+  for (let hop = 0; !url.href.startsWith(`${redirectUri}?`); hop++) {
+    if (hop === 8) throw new Error('failed to get an authorization code: too many redirects');
+    const res = await send(url, { method: 'GET' }, jar);
+    const location = res.headers.get('location');
+    if (location === null) throw new Error(`failed to get an authorization code: ${res.status} at ${url.pathname}: ${(await res.text()).slice(0, 300)}`);
+    url = new URL(location, url);
+  }
+  return url;
 }
 
 /** One request of the flow: no redirect following, a deadline, and a cookie jar (names → values). */

@@ -5,7 +5,8 @@
  * - no token, or an anonymous one lacking the access: 401 with the Bearer challenge and the scope;
  * - a token lacking access the identity does have: 401 `insufficient_scope` (the client fetches
  *   a new token for the scope and retries);
- * - an identity that does not have the access: 403 DENIED, audited.
+ * - an identity that does not have the access (from this request's address, now), even with a
+ *   token that carries it: 403 DENIED, audited.
  * An unknown repository is answered exactly like a forbidden one: nothing reveals existence.
  */
 import type { FastifyRequest } from 'fastify';
@@ -65,14 +66,21 @@ export class AccessGate {
       throw this.challenge(need, 'invalid_token', (e as Error).message);
     }
     if (claims === undefined) throw this.challenge(need);
-    if (need.kind === 'identity' || need.anyOf.some((a) => claims.access.some((g) => g.type === need.type && g.name === need.name && (g.actions as readonly string[]).includes(a)))) {
+    if (need.kind === 'identity') {
       granted.set(req, claims);
       return;
     }
-    // The token lacks it: would the identity get it with a new token?
+    // What the identity has for this request, from its address and now: assignment conditions
+    // (sourceCidrs, validity) and revocations hold per request, not only when the token was issued.
     const scope = parseNeed(need);
-    const would = await this.auth.policy.decide({ principal: claims.sub, clientAddress: client.address, amr: claims.amr, now: Date.now() }, [scope]);
-    if (would.length > 0) throw this.challenge(need, 'insufficient_scope');
+    const has = (await this.auth.policy.decide({ principal: claims.sub, clientAddress: client.address, amr: claims.amr, now: Date.now() }, [scope])).length > 0;
+    const inToken = need.anyOf.some((a) => claims.access.some((g) => g.type === need.type && g.name === need.name && (g.actions as readonly string[]).includes(a)));
+    if (inToken && has) {
+      granted.set(req, claims);
+      return;
+    }
+    // The token lacks it but the identity has it: the client fetches a new token.
+    if (has) throw this.challenge(need, 'insufficient_scope');
     if (claims.sub === ANONYMOUS) throw this.challenge(need);
     this.auth.audit('auth.denied', client, { principal: claims.sub, outcome: 'failure', target: formatScope(scope), reason: 'not granted' });
     throw registryError('DENIED', 'requested access to the resource is denied', { detail: [{ Type: need.type, Name: need.name, Action: need.anyOf[0] }] });
