@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { createBlobStore, createMetadataStore, fsck } from '../storage/index.js';
 import { addConfigFlags, configFromFlags } from './options.js';
 
 /** `bulwark fsck [--repair] [--json]`: verify every stored object; exit 1 when problems are found. */
@@ -9,6 +8,7 @@ export function registerFsck(program: Command): void {
     .option('--json', 'print the report as JSON')
     .action(async (opts: { listen?: string; dataDir?: string; config?: string; repair?: boolean; json?: boolean }) => {
       const config = configFromFlags(opts);
+      const { createBlobStore, createMetadataStore, fsck } = await import('../storage/index.js');
       const blobs = await createBlobStore(config.storage.blobDriver, config.dataDir);
       const meta = await createMetadataStore(config.storage.metadataDriver, config.dataDir);
       try {

@@ -1,11 +1,12 @@
 import type { Command } from 'commander';
-import { buildApp } from '../app.js';
 import { addConfigFlags, configFromFlags } from './options.js';
 
 /** `bulwark serve`: start the registry; SIGINT/SIGTERM drain in-flight requests, then exit. */
 export function registerServe(program: Command): void {
   addConfigFlags(program.command('serve').description('start the registry')).action(async (opts: { listen?: string; dataDir?: string; config?: string }) => {
     const config = configFromFlags(opts);
+    // loaded on use: the client commands (token, role, ...) should not pay for the server's modules
+    const { buildApp } = await import('../app.js');
     const app = await buildApp(config);
     await app.http.listen({ host: config.listen.host, port: config.listen.port });
     app.http.log.info({ listen: `${config.listen.host}:${config.listen.port}`, dataDir: config.dataDir }, 'bulwark is serving');
