@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AuditLog, EventBus } from './audit/index.js';
-import { AuthService, MemoryAuthStore, SqliteAuthStore, type AuthStore } from './auth/index.js';
+import { AuthService, CachingAuthStore, MemoryAuthStore, SqliteAuthStore, type AuthStore } from './auth/index.js';
 import type { Config } from './config/index.js';
 import { createHttpServer } from './http/index.js';
 import { createRegistry, type Registry } from './registry/index.js';
@@ -60,7 +60,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
   let bootstrap: { username: string; password: string } | undefined;
   let authStore: AuthStore | undefined;
   if (config.auth.enabled) {
-    authStore = deps.authStore ?? (config.storage.metadataDriver === 'sqlite' ? new SqliteAuthStore(join(config.dataDir, 'auth.db')) : new MemoryAuthStore());
+    // Cached: the per-request checks read the same few records (caching-auth-store.ts).
+    authStore = new CachingAuthStore(deps.authStore ?? (config.storage.metadataDriver === 'sqlite' ? new SqliteAuthStore(join(config.dataDir, 'auth.db')) : new MemoryAuthStore()));
     auth = await AuthService.create(authStore, bus, {
       issuer: config.externalUrl,
       service: config.auth.service,

@@ -10,4 +10,5 @@ export type { AuthStore, AuthKind, Stored } from './store.js';
 export { AUTH_KINDS, AuthStoreConflict } from './store.js';
 export { MemoryAuthStore } from './memory-auth-store.js';
 export { SqliteAuthStore } from './sqlite-auth-store.js';
+export { CachingAuthStore } from './caching-auth-store.js';
 export type * from './records.js';

@@ -1,23 +1,26 @@
 /**
  * Token authentication as real clients see it (Docker "Token Authentication Specification"):
  * skopeo and podman against Bulwark with authentication on, signing in with the bootstrap admin's
- * password, with a wrong one, and with a refresh token (username 00000000-0000-0000-0000-000000000000,
- * the `docker login` convention for identity tokens).
+ * password, with a wrong one, with a repository-scoped token created through the admin API, and
+ * with a refresh token (username 00000000-0000-0000-0000-000000000000, the `docker login`
+ * convention for identity tokens) from `access_type=offline` or from `/oauth2/exchange` (an ID
+ * token of a real OpenID provider, trusted through a federated credential: no stored secret).
  *
  * Secrets never appear on a command line: every login reads the password from stdin and the
- * tools read the stored credentials from the client's own auth file; the refresh token is
- * fetched in-process.
+ * tools read the stored credentials from the client's own auth file; admin API calls, ID tokens
+ * and refresh tokens are made and fetched in-process.
  *
  * Skipped against Distribution (E2E_TARGET=distribution) and with E2E_AUTH=off: the registry
  * under test then has no authentication to check.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildImageLayout, layoutDescriptor, type BuiltImage } from '../testkit/oci-layout.js';
+import { startTestIdp, type TestIdp } from '../testkit/oidc-provider.js';
 import type { Credentials } from '../testkit/server.js';
 import {
   describeWithTools,
@@ -38,6 +41,8 @@ import {
 const REFRESH_TOKEN_USERNAME = '00000000-0000-0000-0000-000000000000';
 /** What containers/image prints for our 401 (the OCI error envelope's code and message). */
 const AUTHENTICATION_REQUIRED = /unauthorized: authentication required/;
+/** An identity refused access (403 DENIED); a HEAD answer has no body, so only its status shows. */
+const REFUSED = /denied: |403 \(Forbidden\)/;
 
 const sha256 = (s: string): string => `sha256:${createHash('sha256').update(s).digest('hex')}`;
 
@@ -68,6 +73,8 @@ describeWithTools(
     /** skopeo signed in as the bootstrap admin: sets up and checks what the other clients do */
     let operator: Tool;
     const clients: ClientEnv[] = [];
+    /** the OpenID provider a CI job would get its ID token from; started by the exchange test */
+    let idp: TestIdp | undefined;
 
     const newClient = async (): Promise<ClientEnv> => {
       const c = await makeClientEnv(server.host);
@@ -91,6 +98,7 @@ describeWithTools(
       await operator.run(['copy', '--dest-tls-verify=false', `oci:${layout}:v1`, remote('e2e/auth:v1')]);
     });
     after(async () => {
+      await idp?.close();
       await server.dispose();
       for (const c of clients) await c.dispose();
       await rm(work, { recursive: true, force: true });
@@ -169,7 +177,10 @@ describeWithTools(
       const skopeo = tool('skopeo', sc);
       assert.match((await loginAs('skopeo', sc, creds)).stdout, /Login Succeeded/);
       assert.equal(sha256((await skopeo.run(['inspect', '--raw', '--tls-verify=false', remote(`${repo}:v1`)])).stdout), pushed);
-      await skopeo.run(['copy', '--dest-tls-verify=false', `oci:${layout}:v1`, remote(`${repo}:from-skopeo`)]);
+      // --preserve-digests: skopeo's blob info cache (shared by every client: /var/lib/containers/cache
+      // when run as root) knows podman's recompressed layer, and would otherwise swap it in and
+      // rewrite the manifest when this identity cannot mount the layout's own layer from e2e/auth.
+      await skopeo.run(['copy', '--preserve-digests', '--dest-tls-verify=false', `oci:${layout}:v1`, remote(`${repo}:from-skopeo`)]);
       const back = join(sc.dir, 'back');
       await skopeo.run(['copy', '--src-tls-verify=false', remote(`${repo}:from-skopeo`), `oci:${back}:v1`]);
       assert.equal((await layoutDescriptor(back, 'v1')).digest, image.manifestDigest);
@@ -181,35 +192,46 @@ describeWithTools(
       await pushAndPullWithRefreshToken(refreshToken, 'e2e/auth-refresh');
     });
 
-    // TODO(lead): remove `todo` once createRepositoryToken (below) creates the token through the admin API.
-    test(
-      'a repository-scoped token created through the admin API signs podman in to its own repository only',
-      { todo: 'TODO(lead): wire createRepositoryToken to the admin API' },
-      async () => {
-        const token = await createRepositoryToken(server, admin, { repositories: ['e2e/auth-scoped'], actions: ['pull', 'push'] });
-        const client = await newClient();
-        const podman = tool('podman', client);
-        await loginAs('podman', client, token);
-        await podman.run(['pull', '--signature-policy', client.policyPath, `oci:${layout}:v1`]);
-        const id = image.config.digest.slice('sha256:'.length);
-        await podman.run(['tag', id, `${server.host}/e2e/auth-scoped:v1`, `${server.host}/e2e/auth-unscoped:v1`]);
-        await podman.run(['push', '--tls-verify=false', '--signature-policy', client.policyPath, `${server.host}/e2e/auth-scoped:v1`]);
-        const outside = await podman.fail(['push', '--tls-verify=false', '--signature-policy', client.policyPath, `${server.host}/e2e/auth-unscoped:v1`]);
-        assert.equal(outside.exitCode, 125, outside.stderr);
-        assert.match(outside.stderr, /denied|unauthorized/);
-        const other = await podman.fail(['pull', '--tls-verify=false', '--signature-policy', client.policyPath, `${server.host}/e2e/auth:v1`]);
-        assert.match(other.stderr, /denied|unauthorized/);
-      },
-    );
+    test('a repository-scoped token created through the admin API signs podman and skopeo in to its own repository only', async () => {
+      const token = await createRepositoryToken(server, admin, { repositories: ['e2e/auth-scoped'], actions: ['pull', 'push'] });
+      const client = await newClient();
+      const podman = tool('podman', client);
+      assert.match((await loginAs('podman', client, token)).stdout, /Login Succeeded/);
+      await podman.run(['pull', '--signature-policy', client.policyPath, `oci:${layout}:v1`]);
+      const id = image.config.digest.slice('sha256:'.length);
+      await podman.run(['tag', id, `${server.host}/e2e/auth-scoped:v1`, `${server.host}/e2e/auth-unscoped:v1`]);
+      const digestFile = join(client.dir, 'pushed.digest');
+      await podman.run(['push', '--tls-verify=false', '--signature-policy', client.policyPath, '--digestfile', digestFile, `${server.host}/e2e/auth-scoped:v1`]);
+      const pushed = (await readFile(digestFile, 'utf8')).trim();
 
-    // TODO(lead): remove `todo` once exchangeForRefreshToken (below) calls /oauth2/exchange.
-    test(
-      'a refresh token from /oauth2/exchange signs podman and skopeo in as 00000000-…: push and pull work',
-      { todo: 'TODO(lead): wire exchangeForRefreshToken to /oauth2/exchange' },
-      async () => {
-        await pushAndPullWithRefreshToken(await exchangeForRefreshToken(server), 'e2e/auth-exchange');
-      },
-    );
+      // Outside its scope map the token is refused (403: a HEAD has no body, so no "denied" to print).
+      const outside = await podman.fail(['push', '--tls-verify=false', '--signature-policy', client.policyPath, `${server.host}/e2e/auth-unscoped:v1`]);
+      assert.equal(outside.exitCode, 125, outside.stderr);
+      assert.match(outside.stderr, REFUSED);
+      const other = await podman.fail(['pull', '--tls-verify=false', '--signature-policy', client.policyPath, `${server.host}/e2e/auth:v1`]);
+      assert.equal(other.exitCode, 125, other.stderr);
+      assert.match(other.stderr, REFUSED);
+      const leftover = await operator.fail(['inspect', '--raw', '--tls-verify=false', remote('e2e/auth-unscoped:v1')]);
+      assert.match(leftover.stderr, /manifest unknown|name unknown/, 'the refused push left no manifest behind');
+
+      // skopeo, signed in with the same token, reads what podman pushed and nothing else.
+      const sc = await newClient();
+      const skopeo = tool('skopeo', sc);
+      assert.match((await loginAs('skopeo', sc, token)).stdout, /Login Succeeded/);
+      assert.equal(sha256((await skopeo.run(['inspect', '--raw', '--tls-verify=false', remote('e2e/auth-scoped:v1')])).stdout), pushed);
+      const back = join(sc.dir, 'back');
+      await skopeo.run(['copy', '--src-tls-verify=false', remote('e2e/auth-scoped:v1'), `oci:${back}:v1`]);
+      assert.equal((await layoutDescriptor(back, 'v1')).digest, pushed);
+      const denied = await skopeo.fail(['inspect', '--raw', '--tls-verify=false', remote('e2e/auth:v1')]);
+      assert.equal(denied.exitCode, 1, denied.stderr);
+      assert.match(denied.stderr, REFUSED);
+    });
+
+    test('a refresh token from /oauth2/exchange signs podman and skopeo in as 00000000-…: push and pull work', async () => {
+      idp = await startTestIdp();
+      const refreshToken = await exchangeForRefreshToken(server, admin, idp, 'e2e/auth-exchange');
+      await pushAndPullWithRefreshToken(refreshToken, 'e2e/auth-exchange');
+    });
   },
   { needsAuth: true },
 );
@@ -234,27 +256,86 @@ async function storedLogin(client: ClientEnv, host: string): Promise<boolean> {
   return file.auths?.[host] !== undefined;
 }
 
-// --- TODO(lead): hooks for the flows other helpers are building ----------------------------------
+// --- the admin API and /oauth2/exchange, as an operator's script or a CI job would call them -----
+
+type AdminRight = 'read' | 'write' | 'access';
+
+/** An access token for the admin API: `GET /oauth2/token` with Basic credentials, scope `registry:admin:<rights>`. */
+async function adminToken(server: TargetServer, creds: Credentials, rights: AdminRight[]): Promise<string> {
+  const query = new URLSearchParams({ service: 'bulwark', scope: `registry:admin:${rights.join(',')}` });
+  const basic = Buffer.from(`${creds.username}:${creds.password}`, 'utf8').toString('base64');
+  const res = await fetch(`${server.url}/oauth2/token?${query.toString()}`, { headers: { authorization: `Basic ${basic}` } });
+  assert.equal(res.status, 200, `GET /oauth2/token answered ${res.status}`);
+  const body = (await res.json()) as { access_token?: unknown };
+  assert.equal(typeof body.access_token, 'string', 'the answer carries an access_token');
+  return body.access_token as string;
+}
+
+/** POST /api/v1<path> with a bearer token and a JSON body; asserts 201 and returns the JSON answer. */
+async function adminCreate<T>(server: TargetServer, token: string, path: string, body: unknown): Promise<T> {
+  const res = await fetch(`${server.url}/api/v1${path}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const text = await res.text();
+  // only an error envelope is shown: a 201 may hold a password
+  assert.equal(res.status, 201, `POST /api/v1${path} answered ${res.status}: ${res.status === 201 ? '' : text.slice(0, 500)}`);
+  return JSON.parse(text) as T;
+}
+
+/** A name the admin API accepts (5-50 letters, digits, hyphens), unique to this run. */
+const uniqueName = (prefix: string): string => `${prefix}-${randomBytes(4).toString('hex')}`;
+
+const SCOPE_MAP_ACTIONS = { pull: 'content/read', push: 'content/write', delete: 'content/delete' } as const;
 
 /**
- * TODO(lead): create a repository-scoped token (and a password for it) through the admin API, as
- * the bootstrap admin, granting `actions` on `repositories`; return its username and password.
- * Never fake it here: the test above must prove the admin API and the scope map work end to end.
+ * Create a repository-scoped token through the admin API, as the bootstrap admin: a scope map
+ * granting `actions` on `repositories` (`repositories/<repo>/content/<read|write|delete>`), then
+ * a token on that map. The answer holds the token's first password, once.
  */
 async function createRepositoryToken(
-  _server: TargetServer,
-  _admin: Credentials,
-  _spec: { repositories: string[]; actions: ('pull' | 'push' | 'delete')[] },
+  server: TargetServer,
+  admin: Credentials,
+  spec: { repositories: string[]; actions: ('pull' | 'push' | 'delete')[] },
 ): Promise<Credentials> {
-  throw new Error('TODO(lead): repository-scoped tokens through the admin API are not wired into the e2e suite yet');
+  const token = await adminToken(server, admin, ['write']);
+  const name = uniqueName('e2e-token');
+  const actions = spec.repositories.flatMap((repo) => spec.actions.map((a) => `repositories/${repo}/${SCOPE_MAP_ACTIONS[a]}`));
+  const map = await adminCreate<{ name: string; actions: string[] }>(server, token, '/scope-maps', { name, description: 'e2e: repository-scoped token', actions });
+  assert.deepEqual([...map.actions].sort(), [...actions].sort(), 'the scope map holds exactly the actions asked for');
+  const created = await adminCreate<{ token: { name: string; scopeMap: string }; password: { name: string; value: string } }>(server, token, '/tokens', { name, scopeMap: name });
+  assert.equal(created.token.name, name);
+  assert.equal(created.password.name, 'password1');
+  assert.ok(created.password.value.length > 0, 'the answer carries the password');
+  return { username: name, password: created.password.value };
 }
 
 /**
- * TODO(lead): get a refresh token from `POST /oauth2/exchange` (an ID token from the test OIDC
- * provider, test/testkit/oidc-provider.ts, exchanged for a registry refresh token). The server
- * must then run with `auth.oidc.userIssuers` pointing at that provider, and that identity needs
- * pull and push on the repository the test uses.
+ * Workload identity federation, no stored secret: as the bootstrap admin, create a service
+ * identity, bind ID tokens from `idp` (subject of a CI job on main, audience `bulwark`) to it,
+ * and give it AcrPush on `repository`; then get an ID token from the provider's own
+ * authorization-code flow and exchange it at `POST /oauth2/exchange` for a registry refresh token.
  */
-async function exchangeForRefreshToken(_server: TargetServer): Promise<string> {
-  throw new Error('TODO(lead): /oauth2/exchange is not wired into the e2e suite yet');
+async function exchangeForRefreshToken(server: TargetServer, admin: Credentials, idp: TestIdp, repository: string): Promise<string> {
+  const subject = 'repo:org/app:ref:refs/heads/main';
+  const audience = 'bulwark';
+  const service = uniqueName('e2e-ci');
+  // creating an identity needs admin write; trusting an issuer for it and granting it a role change who may do what: admin access
+  const token = await adminToken(server, admin, ['write', 'access']);
+  await adminCreate(server, token, '/service-identities', { name: service, description: 'e2e: CI job signing in by federation' });
+  await adminCreate(server, token, '/federated-credentials', { name: `${service}-main`, service, issuer: idp.issuer, subject, audience });
+  const assigned = await adminCreate<{ principal: string; role: string; scope: string }>(server, token, '/role-assignments', { principal: `service:${service}`, role: 'AcrPush', scope: repository });
+  assert.equal(assigned.scope, repository);
+
+  const idToken = await idp.token({ subject, audience });
+  const res = await fetch(`${server.url}/oauth2/exchange`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'access_token', service: 'bulwark', access_token: idToken }),
+  });
+  assert.equal(res.status, 200, `POST /oauth2/exchange answered ${res.status}`);
+  const body = (await res.json()) as { refresh_token?: unknown };
+  assert.equal(typeof body.refresh_token, 'string', 'the answer carries a refresh_token');
+  return body.refresh_token as string;
 }

@@ -28,6 +28,7 @@ import {
   type RoleAssignmentRecord,
 } from '../../src/auth/index.js';
 import { addressKey, FailureLimiter } from '../../src/auth/failure-limiter.js';
+import { CachingAuthStore } from '../../src/auth/caching-auth-store.js';
 import { isRepositoryPattern, matchesRepository } from '../../src/auth/patterns.js';
 import { assignmentApplies, type DecisionContext } from '../../src/auth/policy.js';
 import { assertScopeMapInput, MAX_SCOPE_MAP_ACTIONS, parseScopeMapAction, scopeMapActions, scopeMapRules } from '../../src/auth/scope-maps.js';
@@ -507,6 +508,7 @@ describe('FailureLimiter', () => {
 });
 
 runAuthStoreSuite('memory', async () => ({ store: new MemoryAuthStore(), cleanup: async () => {} }));
+runAuthStoreSuite('caching over memory', async () => ({ store: new CachingAuthStore(new MemoryAuthStore()), cleanup: async () => {} }));
 
 runAuthStoreSuite('sqlite', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'bulwark-auth-'));
@@ -523,4 +525,43 @@ runAuthStoreSuite('sqlite', async () => {
     },
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };
+});
+
+describe('CachingAuthStore', () => {
+  test('reads are served from the cache until a write, and a read overlapping a write is not kept', async () => {
+    const inner = new MemoryAuthStore();
+    let reads = 0;
+    let gate: Promise<void> | undefined;
+    const slow: AuthStore = {
+      get: async (kind, id) => {
+        reads++;
+        const v = await inner.get(kind, id);
+        await gate;
+        return v as never;
+      },
+      list: (kind) => inner.list(kind),
+      put: (kind, id, value, expect) => inner.put(kind, id, value, expect),
+      delete: (kind, id, expect) => inner.delete(kind, id, expect),
+      close: () => inner.close(),
+    };
+    const store = new CachingAuthStore(slow);
+    await store.put('token', 't', { status: 'enabled' });
+    assert.deepEqual((await store.get('token', 't'))?.value, { status: 'enabled' });
+    assert.deepEqual((await store.get('token', 't'))?.value, { status: 'enabled' });
+    assert.equal(reads, 1, 'the second read came from the cache');
+    // a read that started before a write finishes after it: it must not re-cache the old value
+    let release!: () => void;
+    gate = new Promise((r) => (release = r));
+    await store.put('token', 't', { status: 'enabled', n: 1 });
+    const racing = store.get('token', 't');
+    await store.put('token', 't', { status: 'disabled' });
+    release();
+    await racing;
+    gate = undefined;
+    assert.deepEqual((await store.get('token', 't'))?.value, { status: 'disabled' });
+    const copy = await store.get<{ status: string }>('token', 't');
+    assert.ok(copy !== undefined);
+    copy.value.status = 'mutated';
+    assert.deepEqual((await store.get('token', 't'))?.value, { status: 'disabled' }, 'callers get copies');
+  });
 });
