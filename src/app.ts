@@ -3,7 +3,7 @@
  * Never listens; `bulwark serve` (src/cli/serve.ts) does.
  */
 import type { FastifyInstance } from 'fastify';
-import { open } from 'node:fs/promises';
+import { mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AuditLog, EventBus } from './audit/index.js';
 import { AuthService, CachingAuthStore, MemoryAuthStore, SqliteAuthStore, type AuthStore } from './auth/index.js';
@@ -36,19 +36,23 @@ export interface AppDeps {
 const BOOTSTRAP_FILE = 'bootstrap-credentials.json';
 
 /** Write the bootstrap credential once, readable by the owner only; never to a log. */
-async function writeBootstrapFile(dataDir: string, creds: { username: string; password: string }): Promise<string> {
+async function writeBootstrapFile(dataDir: string, creds: { username: string; password: string }): Promise<void> {
   const path = join(dataDir, BOOTSTRAP_FILE);
-  const fh = await open(path, 'wx', 0o600);
+  const fh = await open(path, 'wx', 0o600).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EEXIST') throw e;
+    throw new Error(`${path} exists but this data folder has no bootstrap admin: it is from another installation. Move it away and start again.`);
+  });
   try {
     await fh.writeFile(`${JSON.stringify(creds, null, 2)}\n`);
     await fh.sync();
   } finally {
     await fh.close();
   }
-  return path;
 }
 
 export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App> {
+  // A new data folder is the registry's alone (keys, hashes, content): owner-only.
+  if (config.storage.blobDriver === 'filesystem' || config.storage.metadataDriver === 'sqlite') await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const blobs = deps.blobs ?? (await createBlobStore(config.storage.blobDriver, config.dataDir));
   const meta = deps.meta ?? (await createMetadataStore(config.storage.metadataDriver, config.dataDir));
   const http = createHttpServer(config);
@@ -78,10 +82,10 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
         return { issuer: pair.slice(0, i), audience: pair.slice(i + 1) };
       }),
     });
-    bootstrap = await auth.directory.ensureBootstrapAdmin();
-    if (bootstrap !== undefined && config.storage.metadataDriver === 'sqlite') {
-      const path = await writeBootstrapFile(config.dataDir, bootstrap);
-      http.log.warn({ file: path, username: bootstrap.username }, 'created the bootstrap admin; its password is in the file (mode 0600). Assign an Owner and disable it.');
+    const onDisk = config.storage.metadataDriver === 'sqlite';
+    bootstrap = await auth.directory.ensureBootstrapAdmin(onDisk ? (creds) => writeBootstrapFile(config.dataDir, creds) : undefined);
+    if (bootstrap !== undefined && onDisk) {
+      http.log.warn({ file: join(config.dataDir, BOOTSTRAP_FILE), username: bootstrap.username }, 'created the bootstrap admin; its password is in the file (mode 0600). Assign an Owner and disable it.');
     }
     if ((await auth.directory.admins()).some((a) => a.enabled)) {
       http.log.warn('the bootstrap admin is enabled (compliance finding BOOTSTRAP_ADMIN_ENABLED): assign an Owner, then `bulwark admin disable`');

@@ -18,7 +18,7 @@ import { AccessRequests, elevationsUsed } from './access-requests.js';
 import { registryError } from '../oci/index.js';
 import { Directory, type Actor } from './directory.js';
 import { authError } from './errors.js';
-import { FailureLimiter, type FailureLimits } from './failure-limiter.js';
+import { addressKey, FailureLimiter, type FailureLimits } from './failure-limiter.js';
 import { MAX_PASSWORD_LENGTH, verifyPassword } from './passwords.js';
 import type { RepositoryPattern } from './patterns.js';
 import { AccessPolicy, ANONYMOUS } from './policy.js';
@@ -58,6 +58,8 @@ export class AuthService {
   readonly tokens: TokenService;
   readonly accessRequests: AccessRequests;
   private readonly limiter: FailureLimiter;
+  /** the last sign-in attempt per (identity, address), to run them one after the other */
+  private readonly signInQueue = new Map<string, Promise<void>>();
   private readonly oidc: OidcVerifier;
   /**
    * sha256(username, password) → stored hash it verified against, for 60 s. Only
@@ -104,12 +106,32 @@ export class AuthService {
   /** Basic credentials (or the password grant). Throws UNAUTHORIZED or TOOMANYREQUESTS. */
   async signIn(username: string, password: string, client: ClientInfo): Promise<Subject> {
     const identity = username.slice(0, 100);
-    const wait = this.limiter.retryAfter(identity, client.address);
-    if (wait > 0) {
+    // Attempts of one identity from one address run one after the other, so each sees the
+    // failures before it: concurrency cannot slip past the limit (and a correct password
+    // verified once is cached, so a legitimate burst stays fast).
+    const key = `${identity}\0${addressKey(client.address)}`;
+    const previous = this.signInQueue.get(key) ?? Promise.resolve();
+    const attempt = previous.then(() => this.signInOnce(identity, username, password, client));
+    const settled = attempt.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.signInQueue.set(key, settled);
+    void settled.then(() => {
+      if (this.signInQueue.get(key) === settled) this.signInQueue.delete(key);
+    });
+    return attempt;
+  }
+
+  private async signInOnce(identity: string, username: string, password: string, client: ClientInfo): Promise<Subject> {
+    const throttle = (): void => {
+      const wait = this.limiter.retryAfter(identity, client.address);
+      if (wait <= 0) return;
       this.audit('auth.throttled', client, { principal: identity, outcome: 'failure', reason: 'too many failed sign-ins' });
       throw registryError('TOOMANYREQUESTS', 'too many failed sign-ins; retry later', { headers: { 'Retry-After': String(wait) } });
-    }
-    const subject = username === REFRESH_TOKEN_USERNAME ? await this.refreshSubject(password).catch(() => undefined) : await this.checkPassword(username, password);
+    };
+    throttle();
+    const subject = username === REFRESH_TOKEN_USERNAME ? await this.refreshSubject(password).catch(() => undefined) : await this.checkPassword(username, password, throttle);
     if (subject === undefined) {
       this.limiter.fail(identity, client.address);
       this.audit('auth.failure', client, { principal: identity, outcome: 'failure', reason: 'invalid credentials' });
@@ -141,7 +163,9 @@ export class AuthService {
     }
     const access = await this.tokens.issueAccess(subject ?? { sub: ANONYMOUS }, granted, now);
     let refreshToken: string | undefined;
-    if (opts.refresh === true && subject !== undefined) refreshToken = await this.newRefreshToken(subject, now);
+    // A refresh token signs in but never begets another, whichever grant carried it: holding one
+    // must not let it be renewed forever past a revocation.
+    if (opts.refresh === true && subject !== undefined && subject.fromRefresh !== true) refreshToken = await this.newRefreshToken(subject, now);
     this.audit('auth.token', client, {
       principal,
       outcome: 'success',
@@ -287,31 +311,38 @@ export class AuthService {
 
   // --- internals -------------------------------------------------------------------------
 
-  private async checkPassword(username: string, password: string): Promise<Subject | undefined> {
+  /**
+   * Exactly two scrypt computations per attempt whatever the username (unknown, disabled, an
+   * admin with one password, a token with none, one or two live ones), so answer times do not tell
+   * names, slots or states apart. A password verified in the last minute is remembered (see
+   * passwordCache), which only the right password can hit.
+   */
+  private async checkPassword(username: string, password: string, gate: () => void): Promise<Subject | undefined> {
     if (password.length === 0 || password.length > MAX_PASSWORD_LENGTH || username.length > 100) return undefined;
     const now = Date.now();
+    const candidates: { hash: string; subject: Subject }[] = [];
+    const admin = (await this.store.get<AdminRecord>('admin', username))?.value;
+    if (admin?.enabled === true) candidates.push({ hash: admin.passwordHash, subject: { sub: `admin:${username}` } });
+    const token = admin === undefined ? (await this.store.get<TokenRecord>('token', username))?.value : undefined;
+    if (token?.status === 'enabled') {
+      for (const p of token.passwords) {
+        if (p.expiresAt === undefined || p.expiresAt > now) candidates.push({ hash: p.hash, subject: { sub: `token:${username}`, pwd: p.name, pwdAt: p.createdAt } });
+      }
+    }
     const cacheKey = createHash('sha256').update(username).update('\0').update(password).digest('base64url');
     const cached = this.passwordCache.get(cacheKey);
-    const matches = async (hash: string): Promise<boolean> => {
-      if (cached !== undefined && cached.until > now && cached.hash === hash) return true;
-      if (!(await verifyPassword(password, hash))) return false;
-      if (this.passwordCache.size >= PASSWORD_CACHE_MAX) this.passwordCache.clear();
-      this.passwordCache.set(cacheKey, { hash, until: now + PASSWORD_CACHE_MS });
-      return true;
-    };
-    const admin = (await this.store.get<AdminRecord>('admin', username))?.value;
-    if (admin !== undefined) return admin.enabled && (await matches(admin.passwordHash)) ? { sub: `admin:${username}` } : undefined;
-    const token = (await this.store.get<TokenRecord>('token', username))?.value;
-    if (token === undefined || token.status !== 'enabled') {
-      // Same cost as a real check, so the answer time does not reveal which names exist.
-      await verifyPassword(password, DUMMY_HASH);
-      return undefined;
+    const hit = cached !== undefined && cached.until > now ? candidates.find((c) => c.hash === cached.hash) : undefined;
+    if (hit !== undefined) return hit.subject;
+    let found: { hash: string; subject: Subject } | undefined;
+    for (let i = 0; i < 2; i++) {
+      const c = candidates[i];
+      const ok = await verifyPassword(password, c?.hash ?? DUMMY_HASH, gate);
+      if (ok && c !== undefined) found ??= c;
     }
-    for (const p of token.passwords) {
-      if (p.expiresAt !== undefined && p.expiresAt <= now) continue;
-      if (await matches(p.hash)) return { sub: `token:${username}`, pwd: p.name, pwdAt: p.createdAt };
-    }
-    return undefined;
+    if (found === undefined) return undefined;
+    if (this.passwordCache.size >= PASSWORD_CACHE_MAX) this.passwordCache.clear();
+    this.passwordCache.set(cacheKey, { hash: found.hash, until: now + PASSWORD_CACHE_MS });
+    return found.subject;
   }
 
   private async refreshSubject(refreshToken: string): Promise<Subject> {
@@ -324,6 +355,7 @@ export class AuthService {
       ...(claims.pwd !== undefined ? { pwd: claims.pwd } : {}),
       ...(claims.pwdAt !== undefined ? { pwdAt: claims.pwdAt } : {}),
       ...(claims.amr !== undefined ? { amr: claims.amr } : {}),
+      fromRefresh: true,
     };
   }
 }

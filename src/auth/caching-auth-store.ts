@@ -35,7 +35,8 @@ export class CachingAuthStore implements AuthStore {
       const before = this.writes;
       const s = await this.inner.get<T>(kind, id);
       e = s === undefined ? null : { id: s.id, version: s.version, json: JSON.stringify(s.value) };
-      if (this.writes === before) this.records.set(key, e);
+      // Absences are not kept: every unknown name a client tries would stay in memory.
+      if (this.writes === before && e !== null) this.records.set(key, e);
     }
     return e === null ? undefined : { id: e.id, version: e.version, value: JSON.parse(e.json) as T };
   }

@@ -10,7 +10,7 @@ import type { ClientInfo } from '../audit/index.js';
 import { authError } from './errors.js';
 import { generatePassword, hashPassword } from './passwords.js';
 import { isRepositoryPattern, type RepositoryPattern } from './patterns.js';
-import { isCidr, type AccessPolicy } from './policy.js';
+import { isCidr, type AccessPolicy, type DecisionContext } from './policy.js';
 import type {
   AdminRecord,
   AssignmentConditions,
@@ -28,11 +28,20 @@ import type { AuthStore } from './store.js';
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9-]{4,49}$/;
 const MAX_TOKENS = 20_000;
 
-/** Who is making a change: for the audit record and `createdBy`. */
+/**
+ * Who is making a change: for the audit record and `createdBy`, and for the rights some changes
+ * need beyond the one their endpoint declares (see `requireLastingWrite`, `requireAccessForRoles`):
+ * those are decided for the actor's address and sign-in methods (`amr`), as any other decision.
+ */
 export interface Actor {
   readonly principal: string;
   readonly client: ClientInfo;
+  /** the authentication methods of the caller's sign-in, for `requiredAmr` conditions */
+  readonly amr?: readonly string[] | undefined;
 }
+
+/** Why minting or widening a standing credential was refused (finding: elevations must not outlive themselves). */
+export const LASTING_WRITE_NEEDED = 'standing credentials need a lasting Owner or Contributor assignment';
 
 export interface TokenView {
   readonly name: string;
@@ -68,11 +77,16 @@ export class Directory {
 
   // --- bootstrap admin -------------------------------------------------------------------
 
-  /** Create the bootstrap admin if this data folder has none. Returns its password, once. */
-  async ensureBootstrapAdmin(username = 'bulwark-admin'): Promise<{ username: string; password: string } | undefined> {
+  /**
+   * Create the bootstrap admin if this data folder has none; returns its password, once.
+   * `persist` stores the credential for the operator (the 0600 file) and runs before the record
+   * is written: if it fails, no admin exists whose password nobody has, and the next start retries.
+   */
+  async ensureBootstrapAdmin(persist?: (creds: { username: string; password: string }) => Promise<void>, username = 'bulwark-admin'): Promise<{ username: string; password: string } | undefined> {
     if ((await this.store.list('admin')).length > 0) return undefined;
     const password = generatePassword();
     const rec: AdminRecord = { username, passwordHash: await hashPassword(password), enabled: true, createdAt: Date.now() };
+    await persist?.({ username, password });
     await this.store.put('admin', username, rec, 'absent');
     this.policy.invalidate();
     return { username, password };
@@ -108,6 +122,7 @@ export class Directory {
   }
 
   async createScopeMap(actor: Actor, input: { name: string; description?: string; actions: readonly string[] }): Promise<ScopeMap> {
+    await this.requireLastingWrite(actor, `create scope map ${input.name}`);
     if (input.name.startsWith('_')) invalid('scope map', ['name: names starting with _ are reserved for system scope maps']);
     assertScopeMapInput(input.name, input.actions);
     const rec: ScopeMapRecord = { name: input.name, description: input.description ?? '', actions: [...new Set(input.actions)], createdAt: Date.now() };
@@ -118,6 +133,8 @@ export class Directory {
 
   async updateScopeMap(actor: Actor, name: string, change: { description?: string; add?: readonly string[]; remove?: readonly string[] }): Promise<ScopeMap> {
     if (systemScopeMap(name) !== undefined) invalid('scope map', ['system scope maps cannot be changed']);
+    // adding actions widens what every token using the map gets; removing or describing does not
+    if ((change.add ?? []).length > 0) await this.requireLastingWrite(actor, `add actions to scope map ${name}`);
     const cur = await this.store.get<ScopeMapRecord>('scope-map', name);
     if (cur === undefined) throw authError('NOT_FOUND', `no scope map named ${name}`);
     const remove = new Set(change.remove ?? []);
@@ -149,6 +166,9 @@ export class Directory {
 
   /** Create a token with its first password (shown once). */
   async createToken(actor: Actor, input: { name: string; scopeMap: string; passwordExpiresAt?: number }): Promise<{ token: TokenView; password: { name: PasswordName; value: string } }> {
+    await this.requireLastingWrite(actor, `create token ${input.name}`);
+    // a name whose principal holds roles (left by an older version, or a record restored by hand)
+    await this.requireAccessForRoles(actor, input.name, 'create');
     const problems: string[] = [];
     if (!NAME_RE.test(input.name)) problems.push('name: 5-50 letters, digits or hyphens, starting with a letter or digit');
     if ((await this.getScopeMap(input.scopeMap)) === undefined) problems.push(`scopeMap: no scope map named ${input.scopeMap.slice(0, 60)}`);
@@ -164,6 +184,10 @@ export class Directory {
   }
 
   async setTokenStatus(actor: Actor, name: string, status: 'enabled' | 'disabled'): Promise<TokenView> {
+    if (status === 'enabled') {
+      await this.requireLastingWrite(actor, `enable token ${name}`);
+      await this.requireAccessForRoles(actor, name, 'enable');
+    }
     const rec = await this.updateToken(name, (t) => ({ ...t, status }));
     this.changed(actor, 'token', `${status === 'enabled' ? 'enabled' : 'disabled'} ${name}`);
     return tokenView(rec);
@@ -171,6 +195,8 @@ export class Directory {
 
   /** (Re)generate one of the two passwords; the old value of that slot stops working at once. */
   async generateTokenPassword(actor: Actor, name: string, slot: PasswordName, expiresAt?: number): Promise<{ name: PasswordName; value: string }> {
+    await this.requireLastingWrite(actor, `generate ${slot} of token ${name}`);
+    await this.requireAccessForRoles(actor, name, `generate a password of`);
     if (expiresAt !== undefined && !(expiresAt > Date.now())) invalid('password', ['expiresAt: must be in the future']);
     const value = generatePassword();
     const hash = await hashPassword(value);
@@ -187,9 +213,15 @@ export class Directory {
     this.changed(actor, 'token', `deleted ${slot} of ${name}`);
   }
 
+  /**
+   * Delete a token and the role assignments of its principal, so that a token created later
+   * under the same name starts with nothing. Its refresh tokens are the caller's to revoke
+   * (AuthService.revokeRefreshTokens): the directory does not hold them.
+   */
   async deleteToken(actor: Actor, name: string): Promise<void> {
     if (!(await this.store.delete('token', name))) throw authError('NOT_FOUND', `no token named ${name}`);
-    this.changed(actor, 'token', `deleted ${name}`);
+    const revoked = await this.deleteAssignmentsOf(`token:${name}`);
+    this.changed(actor, 'token', `deleted ${name}${revoked > 0 ? ` and its ${revoked} role assignment(s)` : ''}`);
   }
 
   // --- service identities ----------------------------------------------------------------
@@ -206,12 +238,18 @@ export class Directory {
     return rec;
   }
 
+  /**
+   * Delete a service identity, its federated credentials and the role assignments of its
+   * principal (a service created later under the same name starts with nothing). Its refresh
+   * tokens are the caller's to revoke (AuthService.revokeRefreshTokens).
+   */
   async deleteService(actor: Actor, name: string): Promise<void> {
     if (!(await this.store.delete('service', name))) throw authError('NOT_FOUND', `no service identity named ${name}`);
     for (const f of await this.store.list<FederatedCredentialRecord>('federated-credential')) {
       if (f.value.service === name) await this.store.delete('federated-credential', f.id);
     }
-    this.changed(actor, 'service', `deleted ${name} and its federated credentials`);
+    const revoked = await this.deleteAssignmentsOf(`service:${name}`);
+    this.changed(actor, 'service', `deleted ${name}, its federated credentials and ${revoked} role assignment(s)`);
   }
 
   // --- role assignments ------------------------------------------------------------------
@@ -224,6 +262,7 @@ export class Directory {
     const problems: string[] = [];
     const scope: RepositoryPattern = input.scope ?? '*';
     if (!isPrincipalId(input.principal)) problems.push('principal: expected service:<name>, token:<name>, admin:<name> or user:<subject>@<issuer>');
+    else if (!(await this.principalExists(input.principal))) problems.push(`principal: ${input.principal.slice(0, 80)} does not exist`);
     if (!isRoleName(input.role)) problems.push(`role: unknown role ${input.role.slice(0, 40)}`);
     else if (role(input.role).registryWideOnly && scope !== '*') problems.push(`scope: ${input.role} is assigned registry-wide only (scope *)`);
     if (!isRepositoryPattern(scope)) problems.push('scope: expected *, a repository name, or <prefix>/*');
@@ -233,6 +272,12 @@ export class Directory {
     if (c?.notBefore !== undefined && c.notAfter !== undefined && c.notAfter <= c.notBefore) problems.push('conditions: notAfter must be after notBefore');
     if (input.expiresAt !== undefined && !(input.expiresAt > Date.now())) problems.push('expiresAt: must be in the future');
     if (problems.length > 0) invalid('role assignment', problems);
+    // A direct assignment is a standing grant: like minting a credential, it needs `access` from a
+    // lasting source, so a just-in-time or conditioned Owner cannot make itself (or a friend)
+    // permanent. Approving an access request creates an assignment that expires, and stays open.
+    if (accessRequest === undefined && !(await this.policy.lastingAdminRights(this.context(actor))).has('access')) {
+      this.deny(actor, `assign ${input.role}`, `role assignments need a lasting Owner assignment (registry-wide, with no expiry, conditions or access request); ${actor.principal} has access only for a while or under conditions`);
+    }
     const rec: RoleAssignmentRecord = {
       id: randomUUID(),
       principal: input.principal,
@@ -285,6 +330,64 @@ export class Directory {
   }
 
   // --- internals -------------------------------------------------------------------------
+
+  private context(actor: Actor): DecisionContext {
+    return { principal: actor.principal, clientAddress: actor.client.address, amr: actor.amr, now: Date.now() };
+  }
+
+  /**
+   * Minting or widening a standing credential (a token, its enabling, a password, a scope map's
+   * actions) needs admin `write` from a lasting source (AccessPolicy.lastingAdminRights): a
+   * just-in-time or conditioned Contributor must not leave behind credentials that outlive it.
+   */
+  private async requireLastingWrite(actor: Actor, what: string): Promise<void> {
+    if ((await this.policy.lastingAdminRights(this.context(actor))).has('write')) return;
+    this.deny(
+      actor,
+      what,
+      `${LASTING_WRITE_NEEDED} (registry-wide, with no expiry, conditions or access request); ${actor.principal} has admin write only for a while or under conditions, so it cannot ${what}`,
+    );
+  }
+
+  /**
+   * Whoever holds a token's password holds its principal's roles: taking over the credentials of
+   * a token that has role assignments is taking its roles, so it needs the admin `access` right
+   * (Owner), like assigning them would.
+   */
+  private async requireAccessForRoles(actor: Actor, token: string, verb: string): Promise<void> {
+    const principal = `token:${token}`;
+    const held = (await this.store.list<RoleAssignmentRecord>('role-assignment')).filter((a) => a.value.principal === principal);
+    if (held.length === 0) return;
+    const granted = await this.policy.decide(this.context(actor), [{ type: 'registry', name: 'admin', actions: ['access'] }]);
+    if (granted.length > 0) return;
+    const roles = [...new Set(held.map((a) => a.value.role))].join(', ');
+    this.deny(actor, `${verb} token ${token}`, `${principal} holds role assignments (${roles}): only an identity with registry:admin:access (Owner) may ${verb} token ${token}`);
+  }
+
+  private deny(actor: Actor, what: string, message: string): never {
+    this.bus.emit({ type: 'auth.denied', time: new Date().toISOString(), repository: '', client: actor.client, outcome: 'failure', principal: actor.principal, target: what, reason: message });
+    throw authError('DENIED', message);
+  }
+
+  /** Whether a principal names an identity that exists (people are not recorded: always). */
+  private async principalExists(principal: string): Promise<boolean> {
+    const i = principal.indexOf(':');
+    const kind = principal.slice(0, i);
+    const name = principal.slice(i + 1);
+    if (kind === 'token') return (await this.store.get('token', name)) !== undefined;
+    if (kind === 'service') return (await this.store.get('service', name)) !== undefined;
+    if (kind === 'admin') return (await this.store.get('admin', name)) !== undefined;
+    return kind === 'user';
+  }
+
+  /** Remove every role assignment of a principal; how many. */
+  private async deleteAssignmentsOf(principal: string): Promise<number> {
+    let n = 0;
+    for (const a of await this.store.list<RoleAssignmentRecord>('role-assignment')) {
+      if (a.value.principal === principal && (await this.store.delete('role-assignment', a.id))) n++;
+    }
+    return n;
+  }
 
   private async putNew(kind: 'scope-map' | 'token' | 'service' | 'federated-credential', id: string, value: unknown, what: string): Promise<void> {
     try {

@@ -79,8 +79,10 @@ export class AccessPolicy {
   async visibility(ctx: DecisionContext): Promise<(repository: string) => boolean> {
     const snap = await this.load();
     const lists = (a: RoleAssignmentRecord): boolean => role(a.role).catalog && (a.scope === '*' || !role(a.role).registryWideOnly);
-    const listed = ctx.principal === ANONYMOUS ? [] : this.activeAssignments(snap, ctx).filter(lists).map((a) => a.scope);
-    return (name) => listed.some((p) => matchesRepository(p, name)) || this.repositoryActions(snap, ctx, name).size > 0;
+    // Conditions are evaluated once for the whole listing, not once per repository name.
+    const active = ctx.principal === ANONYMOUS ? [] : this.activeAssignments(snap, ctx);
+    const listed = active.filter(lists).map((a) => a.scope);
+    return (name) => listed.some((p) => matchesRepository(p, name)) || this.repositoryActions(snap, ctx, name, active).size > 0;
   }
 
   /** The role assignments that apply to the principal now (for auditing elevations in use). */
@@ -88,7 +90,29 @@ export class AccessPolicy {
     return this.activeAssignments(await this.load(), ctx);
   }
 
-  private repositoryActions(snap: Snapshot, ctx: DecisionContext, name: string): Set<RepositoryAction> {
+  /**
+   * The admin rights the principal holds from a *lasting* source: the enabled bootstrap admin, or
+   * registry-wide role assignments with no `expiresAt`, no access request (not a just-in-time
+   * elevation) and no conditions (`sourceCidrs`, `requiredAmr`, validity window). Minting or
+   * widening standing credentials needs `write` from here, so that access which ends (an
+   * elevation, a network, a time window) cannot leave behind credentials that do not.
+   */
+  async lastingAdminRights(ctx: DecisionContext): Promise<Set<AdminAction>> {
+    const snap = await this.load();
+    const [kind] = ctx.principal.split(':', 1);
+    if (kind === 'admin' && snap.admins.get(ctx.principal)?.enabled === true) return new Set(ADMIN_ACTIONS);
+    const out = new Set<AdminAction>();
+    if (ctx.principal === ANONYMOUS) return out;
+    for (const a of snap.assignments.get(ctx.principal) ?? []) {
+      const c = a.conditions;
+      const conditioned = c !== undefined && (c.sourceCidrs !== undefined || c.requiredAmr !== undefined || c.notBefore !== undefined || c.notAfter !== undefined);
+      if (a.scope !== '*' || a.expiresAt !== undefined || a.accessRequest !== undefined || conditioned) continue;
+      for (const x of role(a.role).admin) out.add(x);
+    }
+    return out;
+  }
+
+  private repositoryActions(snap: Snapshot, ctx: DecisionContext, name: string, active?: readonly RoleAssignmentRecord[]): Set<RepositoryAction> {
     const [kind] = ctx.principal.split(':', 1);
     if (ctx.principal === ANONYMOUS) {
       return new Set(this.anonymousPull.some((p) => matchesRepository(p, name)) ? (['pull'] as const) : []);
@@ -99,7 +123,7 @@ export class AccessPolicy {
       const t = snap.tokens.get(ctx.principal);
       if (t !== undefined && t.token.status === 'enabled') for (const a of scopeMapActions(t.rules, name)) out.add(a);
     }
-    for (const a of this.activeAssignments(snap, ctx)) {
+    for (const a of active ?? this.activeAssignments(snap, ctx)) {
       if (matchesRepository(a.scope, name)) for (const x of role(a.role).repository) out.add(x);
     }
     return out;

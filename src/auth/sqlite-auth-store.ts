@@ -4,6 +4,7 @@
  * token issuance records), so each is its own transaction.
  */
 import Database from 'better-sqlite3';
+import { chmodSync, closeSync, openSync } from 'node:fs';
 import { AuthStoreConflict, type AuthKind, type AuthStore, type Stored } from './store.js';
 
 interface Row {
@@ -17,6 +18,10 @@ export class SqliteAuthStore implements AuthStore {
   private readonly stmts;
 
   constructor(path: string) {
+    // auth.db holds the private signing keys and the password hashes: owner-only, like the
+    // bootstrap credential. SQLite gives its -wal and -shm files the database file's mode.
+    closeSync(openSync(path, 'a', 0o600));
+    chmodSync(path, 0o600);
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');

@@ -33,6 +33,8 @@ export interface Subject {
   readonly pwdAt?: number | undefined;
   /** authentication methods of an OIDC-federated principal (`mfa`, ...) */
   readonly amr?: readonly string[] | undefined;
+  /** signed in with a refresh token: never put in a token, it only stops a refresh token begetting another */
+  readonly fromRefresh?: true | undefined;
 }
 
 export interface AccessClaims extends Subject {

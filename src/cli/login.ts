@@ -6,7 +6,9 @@
  *   1. GET <issuer>/.well-known/openid-configuration (OIDC Discovery §4): the two endpoints
  *   2. listen on 127.0.0.1:<random port>; redirect_uri http://127.0.0.1:<port>/callback (§7.3)
  *   3. print the authorization URL (state, nonce, S256 challenge); open a browser if there is one
- *   4. the browser comes back to /callback?code&state; the state must be ours (RFC 6749 §10.12)
+ *   4. the browser comes back to /callback?code&state; the state must be ours (RFC 6749 §10.12):
+ *      an answer with another state (or none) is refused with 400 and the wait goes on, so no
+ *      other process on this machine can end the login by calling the loopback address first
  *   5. POST <token endpoint> code + code_verifier → id_token
  *   6. POST <registry>/oauth2/exchange → registry refresh token
  *   7. store it in <config dir>/credentials.json (file 0600, folder 0700), keyed by registry URL
@@ -22,7 +24,7 @@ import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { decodeJwt } from 'jose';
 
-export type LoginErrorCode = 'INVALID_ARGUMENT' | 'REGISTRY' | 'DISCOVERY' | 'CALLBACK' | 'STATE_MISMATCH' | 'TIMEOUT' | 'CODE_REDEMPTION' | 'EXCHANGE' | 'CREDENTIALS';
+export type LoginErrorCode = 'INVALID_ARGUMENT' | 'REGISTRY' | 'DISCOVERY' | 'CALLBACK' | 'TIMEOUT' | 'CODE_REDEMPTION' | 'EXCHANGE' | 'CREDENTIALS';
 
 export class LoginError extends Error {
   constructor(
@@ -158,12 +160,14 @@ interface Callback {
   close(): void;
 }
 
-/** What the loopback listener answers a callback, and what the login learns from it. */
-function readCallback(q: URLSearchParams, expectedState: Buffer): { status: number; page: string; outcome: string | LoginError } {
+/**
+ * What the loopback listener answers a callback, and what the login learns from it: the code, a
+ * failure that ends the login, or nothing (`outcome` undefined) for an answer that is not ours.
+ */
+function readCallback(q: URLSearchParams, expectedState: Buffer): { status: number; page: string; outcome?: string | LoginError } {
   const got = Buffer.from(q.get('state') ?? '');
   if (got.length !== expectedState.length || !timingSafeEqual(got, expectedState)) {
-    const e = new LoginError('STATE_MISMATCH', 'failed to sign in: the browser came back with a state this login did not send (a forged or stale answer); nothing was stored. Run `bulwark login` again.');
-    return { status: 400, page: 'This answer does not belong to the waiting `bulwark login` (state mismatch). Nothing was signed in.', outcome: e };
+    return { status: 400, page: 'This answer does not belong to the waiting `bulwark login` (state mismatch). Nothing was signed in.' };
   }
   const error = q.get('error');
   const code = q.get('code');
@@ -172,16 +176,30 @@ function readCallback(q: URLSearchParams, expectedState: Buffer): { status: numb
   return { status: 400, page: 'The sign-in did not succeed; see the terminal.', outcome: new LoginError('CALLBACK', `failed to sign in: the provider answered ${why}`) };
 }
 
-/** The loopback listener (RFC 8252 §7.3): the first request to /callback settles it. */
-async function listenForCallback(state: string, timeoutMs: number): Promise<Callback> {
+/** Lines said about refused callbacks, at most: a local process must not flood the terminal. */
+const MAX_REFUSED_NOTES = 5;
+
+/**
+ * The loopback listener (RFC 8252 §7.3): the first request to /callback carrying our state
+ * settles it. Any process on this machine can reach the port, so one without the state is
+ * answered 400, noted in one line through `warn`, and the wait goes on until the timeout.
+ */
+async function listenForCallback(state: string, timeoutMs: number, warn: (line: string) => void): Promise<Callback> {
   let settle!: { resolve: (code: string) => void; reject: (e: LoginError) => void };
   const code = new Promise<string>((resolve, reject) => (settle = { resolve, reject }));
+  let refused = 0;
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     if (req.method !== 'GET' || url.pathname !== '/callback') return void res.writeHead(404).end();
     const { status, page, outcome } = readCallback(url.searchParams, Buffer.from(state));
     res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' }).end(`${page}\n`);
-    if (outcome instanceof LoginError) settle.reject(outcome);
+    if (outcome === undefined) {
+      refused++;
+      if (refused <= MAX_REFUSED_NOTES) {
+        const more = refused === MAX_REFUSED_NOTES ? ' (further ones are refused without a note)' : '';
+        warn(`bulwark login: refused an answer at ${url.pathname} with a state this login did not send (forged or stale); still waiting for the browser${more}`);
+      }
+    } else if (outcome instanceof LoginError) settle.reject(outcome);
     else settle.resolve(outcome);
   });
   await new Promise<void>((resolve, reject) => {
@@ -268,15 +286,15 @@ function writeCredentials(path: string, file: CredentialsFile): void {
   renameSync(tmp, path);
 }
 
-/** The whole flow; what it prints goes to `out`. Throws LoginError. */
-export async function login(o: LoginOptions, out: (line: string) => void): Promise<void> {
+/** The whole flow; what it prints goes to `out`, notes about refused callbacks to `warn`. Throws LoginError. */
+export async function login(o: LoginOptions, out: (line: string) => void, warn: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): Promise<void> {
   const registry = registryKey(o.registry);
   const path = credentialsPath();
   readCredentials(path); // an unreadable file fails now, not after the browser
   const service = await registryService(registry);
   const { authorizationEndpoint, tokenEndpoint } = await discover(o.issuer);
   const [state, nonce, verifier] = [randomBytes(24), randomBytes(24), randomBytes(32)].map((b) => b.toString('base64url')) as [string, string, string];
-  const callback = await listenForCallback(state, o.timeoutSeconds * 1000);
+  const callback = await listenForCallback(state, o.timeoutSeconds * 1000, warn);
   try {
     const url = new URL(authorizationEndpoint);
     const params = { response_type: 'code', client_id: o.clientId, redirect_uri: callback.redirectUri, scope: o.scope, state, nonce, code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256' };

@@ -48,6 +48,16 @@ describe('sign-in throttling', () => {
     return Number(retry);
   }
 
+  it('concurrent bad passwords cannot slip past the limit: of 20 sent at once, at most 3 are checked', async () => {
+    const results = await Promise.all(Array.from({ length: 20 }, () => signIn(wrong(admin), '10.0.9.9')));
+    const statuses = results.map((r) => r.statusCode);
+    assert.equal(statuses.filter((s) => s === 401).length, 3, statuses.join(' '));
+    assert.equal(statuses.filter((s) => s === 429).length, 17, statuses.join(' '));
+    // concurrent right passwords (a client fetching several scopes at once) all succeed
+    const ok = await Promise.all(Array.from({ length: 8 }, () => signIn(admin, '10.0.9.10')));
+    assert.deepEqual(ok.map((r) => r.statusCode), Array<number>(8).fill(200));
+  });
+
   it('per identity and address: the 4th attempt after 3 bad passwords is 429, even with the right password; audited', async () => {
     for (let i = 1; i <= 3; i++) assertFailed(await signIn(wrong(admin), '10.0.1.1'), `bad password ${i}`);
     const failures = events.of('auth.failure');

@@ -307,6 +307,10 @@ describe('access tokens: lifetime, refresh, revocation, rotation, grants', () =>
     assert.equal(again.statusCode, 200);
     assert.equal(again.json<{ refresh_token?: string }>().refresh_token, undefined);
     assert.ok(again.json<{ token?: string }>().token !== undefined, 'it still signs in');
+    // nor through the POST password grant with access_type=offline
+    const post = await postToken(t, { grant_type: 'password', service: 'bulwark', username: '00000000-0000-0000-0000-000000000000', password: refresh, access_type: 'offline', scope: PULL });
+    assert.equal(post.statusCode, 200);
+    assert.equal(post.json<{ refresh_token?: string }>().refresh_token, undefined);
   });
 
   it('an access token is not a refresh token, and a forged or revoked refresh token is refused, each audited', async () => {

@@ -4,7 +4,7 @@
  * the AuthStore conformance suite against the memory and SQLite stores.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -563,5 +563,23 @@ describe('CachingAuthStore', () => {
     assert.ok(copy !== undefined);
     copy.value.status = 'mutated';
     assert.deepEqual((await store.get('token', 't'))?.value, { status: 'disabled' }, 'callers get copies');
+  });
+});
+
+describe('SqliteAuthStore on disk', () => {
+  test('auth.db and its -wal/-shm files are readable by the owner only (they hold signing keys and password hashes)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'bulwark-auth-mode-'));
+    const old = process.umask(0o022);
+    try {
+      const store = new SqliteAuthStore(join(dir, 'auth.db'));
+      await store.put('signing-key', 'k', { privateJwk: { d: 'secret' } });
+      for (const f of ['auth.db', 'auth.db-wal', 'auth.db-shm']) {
+        assert.equal((await stat(join(dir, f))).mode & 0o777, 0o600, f);
+      }
+      await store.close();
+    } finally {
+      process.umask(old);
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

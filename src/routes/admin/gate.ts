@@ -3,7 +3,7 @@
  * `/oauth2/token` (`Authorization: Bearer`), obtained like any other client, with the scope
  * `registry:admin:<read|write|access>`. The token is verified and checked against the directory
  * on every request (a disabled identity stops at once), then its `access` claim must hold the
- * right the endpoint declares:
+ * right the endpoint declares, and the policy must still grant it for this request:
  * - no token (or an anonymous one): 401 with the Bearer challenge naming the scope;
  * - a token without the right: 403 DENIED, with `error="insufficient_scope"` in the challenge
  *   when the identity would get the right on a new token (RFC 6750 §3.1), audited otherwise.
@@ -33,9 +33,12 @@ export class AdminGate {
       throw this.challenge(need, 'invalid_token', (e as Error).message);
     }
     if (claims === undefined || claims.sub === ANONYMOUS) throw this.challenge(need);
-    if (need === 'identity' || allows(claims.access, 'registry', 'admin', need)) return claims;
+    if (need === 'identity') return claims;
     const scope = `registry:admin:${need}`;
+    // Decided again for this request, as on /v2 (ADR 0005): a revoked or expired assignment, or a
+    // request from outside its sourceCidrs, loses the right now, not when the token expires.
     const would = await this.auth.policy.decide({ principal: claims.sub, clientAddress: client.address, amr: claims.amr, now: Date.now() }, [{ type: 'registry', name: 'admin', actions: [need] }]);
+    if (would.length > 0 && allows(claims.access, 'registry', 'admin', need)) return claims;
     if (would.length > 0) {
       throw registryError('DENIED', `the token lacks ${scope}; request a token with that scope`, {
         headers: { 'WWW-Authenticate': `${this.challengeHeader(need)},error="insufficient_scope"` },

@@ -62,10 +62,13 @@ export const serviceEndpoints: readonly Endpoint[] = [
     path: '/service-identities/:name',
     need: 'write',
     tag: 'service identities',
-    summary: 'Delete a service identity and its federated credentials; its tokens stop working at once.',
+    summary: 'Delete a service identity, its federated credentials, its role assignments and its refresh tokens; its tokens stop working at once.',
     params: nameParams,
     status: 204,
-    handle: async ({ auth, actor, params }) => auth.directory.deleteService(actor, params.name),
+    handle: async ({ auth, actor, params }) => {
+      await auth.directory.deleteService(actor, params.name);
+      await auth.revokeRefreshTokens({ sub: `service:${params.name}` }, actor);
+    },
   }),
 ];
 
@@ -154,7 +157,7 @@ export const roleEndpoints: readonly Endpoint[] = [
     path: '/role-assignments',
     need: 'access',
     tag: 'roles',
-    summary: 'Assign a role to a principal on * (registry-wide), a repository, or <prefix>/*, optionally with conditions and an end.',
+    summary: 'Assign a role to a principal on * (registry-wide), a repository, or <prefix>/*, optionally with conditions and an end. A token, service identity or admin principal must exist.',
     body: object({ principal: PRINCIPAL, role: ROLE, scope: REPOSITORY_PATTERN, conditions: Conditions, expiresAt: TIME }, ['principal', 'role']),
     status: 201,
     response: RoleAssignmentView,
