@@ -35,7 +35,7 @@ export class FileRangeStream extends Readable {
 
   /** Give back a chunk this stream produced, once nothing references its bytes any more. */
   recycle(chunk: Buffer): void {
-    if (!this.lent.has(chunk.buffer) || this.free.length >= POOL || this.destroyed) return;
+    if (!this.lent.has(chunk.buffer) || chunk.buffer.byteLength !== CHUNK || this.free.length >= POOL || this.destroyed) return;
     this.lent.delete(chunk.buffer);
     this.free.push(Buffer.from(chunk.buffer, 0, CHUNK));
   }
@@ -46,7 +46,8 @@ export class FileRangeStream extends Readable {
       this.push(null);
       return;
     }
-    const buf = this.free.pop() ?? Buffer.allocUnsafeSlow(CHUNK);
+    // A small blob gets a buffer of its size; only full-size buffers are kept for reuse.
+    const buf = this.free.pop() ?? Buffer.allocUnsafeSlow(this.end === Number.POSITIVE_INFINITY ? CHUNK : Math.min(CHUNK, want));
     this.fh.read(buf, 0, want, this.position).then(
       ({ bytesRead }) => {
         if (bytesRead === 0) {

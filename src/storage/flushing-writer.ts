@@ -8,6 +8,13 @@
 import type { FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 
+/**
+ * Background flushes running in this process at once. libuv's pool has 4 threads, shared with
+ * every other file operation (pull reads, opens, scrypt); flushes must leave room for them.
+ */
+const MAX_FLUSHES = 2;
+let flushesRunning = 0;
+
 export interface FlushingWriterOptions {
   /** bytes written between background flushes; 0 disables them */
   readonly flushEvery: number;
@@ -20,6 +27,11 @@ export interface FlushingWriterOptions {
 }
 
 export class FlushingWriter extends Writable {
+  /** the error of a failed background flush: the caller must not trust anything written */
+  get flushFailed(): Error | undefined {
+    return this.flushError;
+  }
+
   private sinceFlush = 0;
   private written = 0;
   private flushing: Promise<void> | undefined;
@@ -53,19 +65,25 @@ export class FlushingWriter extends Writable {
     let pending = buffers;
     while (pending.length > 0) {
       const { bytesWritten } = await this.fh.writev(pending);
+      if (bytesWritten === 0) throw new Error('the file accepted no bytes');
       this.sinceFlush += bytesWritten;
       this.written += bytesWritten;
       pending = remainder(pending, bytesWritten);
     }
     const every = this.opts.flushEvery;
     const more = this.opts.expectedBytes === undefined || this.written < this.opts.expectedBytes;
-    if (every > 0 && more && this.sinceFlush >= every && this.flushing === undefined) {
+    if (every > 0 && more && this.sinceFlush >= every && this.flushing === undefined && flushesRunning < MAX_FLUSHES) {
+      // The flush only helps (the commit's fsync is what makes bytes durable): when other
+      // uploads already hold the slots, skip it rather than fill libuv's pool with fdatasyncs.
       this.sinceFlush = 0;
+      flushesRunning++;
       this.flushing = this.fh.datasync().then(
         () => {
+          flushesRunning--;
           this.flushing = undefined;
         },
         (e: unknown) => {
+          flushesRunning--;
           this.flushing = undefined;
           this.flushError = e instanceof Error ? e : new Error(String(e));
         },

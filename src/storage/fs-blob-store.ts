@@ -48,6 +48,8 @@ export class FsBlobStore implements BlobStore {
   private readonly knownDirs = new Set<string>();
   /** removals of finished session folders, done after the answer; awaited by close() */
   private readonly cleanups = new Set<Promise<void>>();
+  /** sessions that ended while their folder is still being removed: not sessions any more */
+  private readonly finished = new Set<string>();
 
   constructor(root: string) {
     this.layout = new FsLayout(root);
@@ -79,7 +81,9 @@ export class FsBlobStore implements BlobStore {
       if (e.code === 'ENOENT') throw registryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
       throw e;
     });
-    return range === undefined ? new FileRangeStream(fh) : new FileRangeStream(fh, range.start, range.end + 1);
+    // Bounded by the size, so a file shorter than it is ends in an error, never a short answer.
+    const end = range === undefined ? (await fh.stat()).size : range.end + 1;
+    return new FileRangeStream(fh, range?.start ?? 0, end);
   }
 
   async readAll(digest: Digest): Promise<Buffer> {
@@ -174,7 +178,7 @@ export class FsBlobStore implements BlobStore {
   }
 
   async getUpload(id: string): Promise<UploadInfo | undefined> {
-    if (!isUploadId(id)) return undefined;
+    if (!isUploadId(id) || this.finished.has(id)) return undefined;
     return this.live.get(id)?.info ?? this.readUpload(id);
   }
 
@@ -191,6 +195,7 @@ export class FsBlobStore implements BlobStore {
   }
 
   private acquire(id: string): LiveSession {
+    if (this.finished.has(id)) throw registryError('BLOB_UPLOAD_UNKNOWN', undefined, { detail: { id } });
     let s = this.live.get(id);
     if (s === undefined) {
       // A session from before a restart: its hash state is gone, recompute at commit.
@@ -235,17 +240,26 @@ export class FsBlobStore implements BlobStore {
       }
       const hashing = session.hash !== undefined && session.hashedBytes === start ? session.hash : undefined;
       const counter = countingDigest(hashing, opts.length);
+      let writer: FlushingWriter | undefined;
       try {
         const fh = await open(dataPath, 'a');
         try {
-          await pipeline(body, counter.transform, new FlushingWriter(fh, { flushEvery: FLUSH_EVERY, expectedBytes: opts.length, highWaterMark: READ_CHUNK }), {
+          writer = new FlushingWriter(fh, { flushEvery: FLUSH_EVERY, expectedBytes: opts.length, highWaterMark: READ_CHUNK });
+          await pipeline(body, counter.transform, writer, {
             ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
           });
         } finally {
-          await fh.close();
+          await fh.close(); // waits for a flush still running
         }
+        if (writer.flushFailed !== undefined) throw writer.flushFailed;
         counter.assertComplete();
       } catch (e) {
+        if (writer?.flushFailed !== undefined) {
+          // A failed write-back may have lost pages of earlier requests too, and Linux reports it
+          // once: a later fsync would succeed over the lost bytes. The session cannot be trusted.
+          await this.poison(id, session);
+          throw registryError('BLOB_UPLOAD_INVALID', 'the server failed to write the upload to disk; restart the upload', { cause: writer.flushFailed });
+        }
         // All or nothing: roll the session back to where this request started.
         session.hash = undefined;
         session.info = undefined;
@@ -292,6 +306,15 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
+  /** End a session whose bytes cannot be trusted: no later request may resume or commit it. */
+  private async poison(id: string, session: LiveSession): Promise<void> {
+    session.hash = undefined;
+    session.info = undefined;
+    this.live.delete(id);
+    this.finished.add(id);
+    await rm(this.layout.uploadDir(id), { recursive: true, force: true }).finally(() => this.finished.delete(id));
+  }
+
   /**
    * Remove a committed session's folder after the answer: nothing refers to it any more (its
    * data file was renamed into the store or is discarded, and a folder without data is not a
@@ -300,13 +323,17 @@ export class FsBlobStore implements BlobStore {
    */
   private removeFinished(id: string): void {
     const dir = this.layout.uploadDir(id);
+    this.finished.add(id);
     const job = (async () => {
       await unlink(join(dir, 'data')).catch(() => undefined);
       await unlink(join(dir, 'info.json')).catch(() => undefined);
       await rmdir(dir).catch(() => rm(dir, { recursive: true, force: true }));
     })()
       .catch(() => undefined)
-      .finally(() => this.cleanups.delete(job));
+      .finally(() => {
+        this.cleanups.delete(job);
+        this.finished.delete(id);
+      });
     this.cleanups.add(job);
   }
 

@@ -81,6 +81,24 @@ test('pulls cut off midway leave no open blob file, and the blob still pulls who
   assert.equal(whole.size, data.length);
 });
 
+test('clients that hang up before the first byte leave no open blob file either', async () => {
+  const data = randomBytes(3 * MiB);
+  const blob = await client.pushBlob('abort/early', data, 'monolithic');
+  const pid = server.child.pid;
+  assert.ok(pid !== undefined);
+  const request = `GET /v2/abort/early/blobs/${blob.digest} HTTP/1.1\r\nHost: ${server.host}\r\n\r\n`;
+  for (let i = 0; i < 200; i++) {
+    const s = connect(server.port, '127.0.0.1');
+    await new Promise<void>((resolve) => s.once('connect', () => resolve()));
+    s.write(request);
+    s.resetAndDestroy();
+  }
+  const deadline = Date.now() + 5000;
+  while (openBlobFiles(pid) > 0 && Date.now() < deadline) await sleep(50);
+  assert.equal(openBlobFiles(pid), 0);
+  assert.equal((await client.hashBlob('abort/early', blob.digest)).digest, blob.digest);
+});
+
 test('a range pull is served from the recycled-buffer path byte-exact', async () => {
   const data = randomBytes(3 * MiB + 17);
   const blob = await client.pushBlob('abort/range', data, 'monolithic');

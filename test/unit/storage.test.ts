@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
@@ -84,6 +84,34 @@ describe('FsBlobStore on disk', () => {
     assert.deepEqual(await store.staleUploads(Date.now() + 1000), [id]);
     assert.equal(await store.cancelUpload(id), false);
     assert.deepEqual(await readdir(join(dir, 'uploads')), []);
+  });
+
+  test('a failed background flush ends the session: nothing of it can be resumed or committed', async () => {
+    // Linux reports a write-back error once: a later fsync would succeed over lost pages of
+    // earlier requests. Make one fdatasync fail, as a disk error would.
+    const probe = await open(join(dir, 'probe'), 'w');
+    const proto = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> };
+    await probe.close();
+    const real = proto.datasync;
+    let failures = 1;
+    proto.datasync = function (this: unknown) {
+      if (failures-- > 0) return Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+      return real.call(this);
+    };
+    try {
+      const id = randomUUID();
+      await store.startUpload(id, 'team/app');
+      await store.appendUpload(id, bodyOf(Buffer.alloc(3 * 1024 * 1024, 1)), { length: 3 * 1024 * 1024 });
+      const big = Buffer.alloc(6 * 1024 * 1024, 2);
+      const pieces = Array.from({ length: 6 }, (_, i) => big.subarray(i * 1024 * 1024, (i + 1) * 1024 * 1024));
+      await rejectsWithCode(store.appendUpload(id, bodyOf(...pieces), { length: big.length, offset: 3 * 1024 * 1024 }), 'BLOB_UPLOAD_INVALID');
+      assert.equal(await store.getUpload(id), undefined, 'the session is gone');
+      await rejectsWithCode(store.appendUpload(id, bodyOf(big), { offset: 3 * 1024 * 1024 }), 'BLOB_UPLOAD_UNKNOWN');
+      await rejectsWithCode(store.commitUpload(id, digestOf(Buffer.concat([Buffer.alloc(3 * 1024 * 1024, 1), big]))), 'BLOB_UPLOAD_UNKNOWN');
+      assert.deepEqual(await readdir(join(dir, 'uploads')), []);
+    } finally {
+      proto.datasync = real;
+    }
   });
 
   test('appends larger than the background-flush interval store every byte, with and without a declared length', async () => {

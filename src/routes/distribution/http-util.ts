@@ -2,7 +2,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingMessage } from 'node:http';
 import { clientInfo, readBounded } from '../../http/index.js';
-import type { Readable } from 'node:stream';
+import { finished, type Readable } from 'node:stream';
 import { parseDigest, registryError, type Digest } from '../../oci/index.js';
 import { isRecycling, type ByteRange } from '../../storage/index.js';
 import type { OpContext } from '../../registry/index.js';
@@ -118,6 +118,12 @@ export function sendBody(reply: FastifyReply, body: Readable): FastifyReply | Pr
   if (!isRecycling(body)) return reply.send(body);
   reply.hijack();
   const res = reply.raw;
+  // The client may have gone while the blob was being looked up: its 'close' has fired already,
+  // and writes to it would neither call back nor drain. Release the file now.
+  if (res.destroyed || res.socket === null || res.socket.destroyed) {
+    body.destroy();
+    return Promise.resolve();
+  }
   for (const [k, v] of Object.entries(reply.getHeaders())) if (v !== undefined) res.setHeader(k, typeof v === 'number' ? String(v) : v);
   res.writeHead(reply.statusCode);
   return new Promise<void>((resolve) => {
@@ -136,7 +142,8 @@ export function sendBody(reply: FastifyReply, body: Readable): FastifyReply | Pr
       reply.log.warn({ err }, 'blob stream failed after the headers were sent; closing the connection');
       res.destroy(err);
     });
-    res.once('close', () => {
+    // finished() also fires for a response that closes between the check above and here.
+    finished(res, () => {
       res.off('drain', onDrain);
       if (!body.destroyed) body.destroy();
       resolve();
