@@ -28,9 +28,14 @@ export class BlobService {
 
   async open(ctx: OpContext, repository: string, digest: Digest, range: (size: number) => ByteRange | undefined): Promise<{ info: BlobInfo; range: ByteRange | undefined; stream: Readable }> {
     return observed(this.deps, ctx, 'blob.pull', { repository, digest }, async () => {
-      const info = await this.stat(repository, digest);
-      const r = range(info.size);
-      return { info, range: r, stream: await this.deps.blobs.read(digest, r) };
+      // The link records the size: no stat of the bytes on the hot path. Opening them throws
+      // BLOB_UNKNOWN if they are gone, before any header is sent, and a stored file shorter than
+      // its size ends the response in an error (storage/file-range-stream.ts), never short.
+      const size = await this.deps.meta.blobLink(repository, digest);
+      if (size === undefined) throw registryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
+      const r = range(size);
+      const whole = size > 0 ? { start: 0, end: size - 1 } : undefined;
+      return { info: { digest, size }, range: r, stream: await this.deps.blobs.read(digest, r ?? whole) };
     }, (r) => ({ size: r.info.size }));
   }
 
