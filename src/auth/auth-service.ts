@@ -51,6 +51,8 @@ export interface Issued {
 /** Verified password → the hash it matched, so repeated logins skip scrypt (see passwordCache). */
 const PASSWORD_CACHE_MS = 60_000;
 const PASSWORD_CACHE_MAX = 10_000;
+/** live refresh tokens one identity may hold (devices, pipelines); the oldest goes first */
+export const MAX_LIVE_REFRESH_TOKENS = 50;
 
 export class AuthService {
   readonly policy: AccessPolicy;
@@ -175,7 +177,17 @@ export class AuthService {
     return { ...access, granted, ...(refreshToken !== undefined ? { refreshToken } : {}) };
   }
 
+  /**
+   * Issue and record a refresh token. An identity keeps at most MAX_LIVE_REFRESH_TOKENS live
+   * ones: the oldest is revoked to make room, so no caller can grow the store without bound.
+   */
   async newRefreshToken(subject: Subject, now = Date.now()): Promise<string> {
+    const live = (await this.store.list<RefreshTokenRecord>('refresh-token'))
+      .filter((x) => x.value.sub === subject.sub && !x.value.revoked && x.value.expiresAt > now)
+      .sort((a, b) => a.value.expiresAt - b.value.expiresAt);
+    for (const old of live.slice(0, Math.max(0, live.length - MAX_LIVE_REFRESH_TOKENS + 1))) {
+      await this.store.put('refresh-token', old.id, { ...old.value, revoked: true });
+    }
     const r = await this.tokens.issueRefresh(subject, now);
     const rec: RefreshTokenRecord = { jti: r.jti, sub: subject.sub, expiresAt: r.expiresAt, revoked: false };
     await this.store.put('refresh-token', r.jti, rec, 'absent');

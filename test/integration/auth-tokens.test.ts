@@ -14,6 +14,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { base64url, decodeJwt, decodeProtectedHeader, exportSPKI, generateKeyPair, SignJWT, type JWTPayload } from 'jose';
 import { REFRESH_TOKEN_USERNAME } from '../../src/auth/index.js';
+import { MAX_LIVE_REFRESH_TOKENS } from '../../src/auth/auth-service.js';
 import {
   accessOf,
   ADMIN_ACTOR,
@@ -297,6 +298,19 @@ describe('access tokens: lifetime, refresh, revocation, rotation, grants', () =>
     const refresh = res.json<{ refresh_token?: string }>().refresh_token;
     assert.ok(refresh !== undefined);
     assert.equal(decodeJwt(refresh).token_use, 'refresh');
+  });
+
+  it('an identity holds at most MAX_LIVE_REFRESH_TOKENS live refresh tokens: the oldest is revoked to make room', async () => {
+    const auth = authOf(t);
+    const subject = { sub: 'service:many-devices' };
+    const first = await auth.newRefreshToken(subject, Date.now() - 1000);
+    const rest: string[] = [];
+    for (let i = 0; i < MAX_LIVE_REFRESH_TOKENS; i++) rest.push(await auth.newRefreshToken(subject));
+    await assert.rejects(auth.signInWithRefresh(first, TEST_CLIENT), /revoked or unknown/);
+    // the newest MAX_LIVE_REFRESH_TOKENS are live (the service identity does not exist, so sign-in
+    // stops at the identity check, after the revocation check passed)
+    await assert.rejects(auth.signInWithRefresh(rest[rest.length - 1] ?? '', TEST_CLIENT), /disabled or removed/);
+    await assert.rejects(auth.signInWithRefresh(rest[0] ?? '', TEST_CLIENT), /disabled or removed/);
   });
 
   it('a refresh token used to sign in never yields a new refresh token (it cannot be extended forever)', async () => {
