@@ -219,6 +219,9 @@ export class Directory {
    * (AuthService.revokeRefreshTokens): the directory does not hold them.
    */
   async deleteToken(actor: Actor, name: string): Promise<void> {
+    // Deleting a token deletes its role assignments: for a token that holds roles that is
+    // managing access (Owner). Disabling it, or deleting a password, only removes access: write.
+    await this.requireAccessForRoles(actor, name, 'delete');
     if (!(await this.store.delete('token', name))) throw authError('NOT_FOUND', `no token named ${name}`);
     const revoked = await this.deleteAssignmentsOf(`token:${name}`);
     this.changed(actor, 'token', `deleted ${name}${revoked > 0 ? ` and its ${revoked} role assignment(s)` : ''}`);

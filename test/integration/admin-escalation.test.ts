@@ -73,6 +73,14 @@ describe('a Contributor cannot take over a token that holds a role', () => {
     assert.equal(ok<{ status: string }>(await api(t, admin, 'POST', '/tokens/paused-owner/enable')).status, 'enabled');
   });
 
+  test('deleting a token that holds a role (which deletes its assignments) needs the access right: 403 for a Contributor', async () => {
+    await makeToken(t, admin, 'owner-to-keep', { role: 'Owner' });
+    const res = await api(t, contributor, 'DELETE', '/tokens/owner-to-keep');
+    assertError(res, 403, 'DENIED');
+    assert.match(res.body, ROLE_HOLDER);
+    assert.deepEqual((await assignments(t, admin, 'token:owner-to-keep')).map((a) => a.role), ['Owner'], 'the Owner assignment is still there');
+  });
+
   test('a token without roles is still the Contributor’s to manage', async () => {
     const creds = await makeToken(t, contributor, 'plain-robot');
     ok(await api(t, contributor, 'POST', '/tokens/plain-robot/disable'));
@@ -87,7 +95,8 @@ describe('a Contributor cannot take over a token that holds a role', () => {
     const refresh = ok<{ refresh_token: string }>(await signIn(t, creds, '', { access_type: 'offline' })).refresh_token;
     assert.equal((await refreshGrant(t, refresh)).statusCode, 200);
 
-    assert.equal((await api(t, contributor, 'DELETE', '/tokens/gone-owner')).statusCode, 204);
+    assert.equal((await api(t, contributor, 'DELETE', '/tokens/gone-owner')).statusCode, 403, 'a Contributor may not (it deletes an Owner assignment)');
+    assert.equal((await api(t, admin, 'DELETE', '/tokens/gone-owner')).statusCode, 204);
     assert.deepEqual(await assignments(t, admin, 'token:gone-owner'), []);
     const again = ok<{ password: { value: string } }>(await api(t, contributor, 'POST', '/tokens', { name: 'gone-owner', scopeMap: '_repositories_pull' }), 201);
     assert.deepEqual(grantedBy(await tokenFor(t, { username: 'gone-owner', password: again.password.value })), [], 'the new token has no admin right');
