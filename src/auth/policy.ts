@@ -67,11 +67,6 @@ export class AccessPolicy {
     return mergeAccess(out);
   }
 
-  /** Whether the principal has any right on the repository (catalog filtering). */
-  async canSee(ctx: DecisionContext, repository: string): Promise<boolean> {
-    return this.repositoryActions(await this.load(), ctx, repository).size > 0;
-  }
-
   /**
    * Which repository names the caller may see in the catalog (one snapshot for many names): those
    * it has any right on, and those a catalog-lister assignment covers.

@@ -22,11 +22,14 @@ export class FileRangeStream extends Readable {
   /** buffers this stream handed out and may take back: only these are ever reused */
   private readonly lent = new WeakSet<ArrayBufferLike>();
 
-  /** `end` is exclusive; undefined reads to the end of the file. The stream owns `fh` and closes it. */
+  /**
+   * Bytes [start, end) of the file; a file that ends before `end` is an error, never a short
+   * answer. The stream owns `fh` and closes it.
+   */
   constructor(
     private readonly fh: FileHandle,
-    start = 0,
-    end = Number.POSITIVE_INFINITY,
+    start: number,
+    end: number,
   ) {
     super({ highWaterMark: CHUNK });
     this.position = start;
@@ -47,12 +50,11 @@ export class FileRangeStream extends Readable {
       return;
     }
     // A small blob gets a buffer of its size; only full-size buffers are kept for reuse.
-    const buf = this.free.pop() ?? Buffer.allocUnsafeSlow(this.end === Number.POSITIVE_INFINITY ? CHUNK : Math.min(CHUNK, want));
+    const buf = this.free.pop() ?? Buffer.allocUnsafeSlow(want);
     this.fh.read(buf, 0, want, this.position).then(
       ({ bytesRead }) => {
         if (bytesRead === 0) {
-          if (this.end === Number.POSITIVE_INFINITY) this.push(null);
-          else this.destroy(new Error(`file ended ${this.end - this.position} bytes early`));
+          this.destroy(new Error(`file ended ${this.end - this.position} bytes early`));
           return;
         }
         this.position += bytesRead;

@@ -435,7 +435,7 @@ describe('AccessPolicy.decide', () => {
   test('anonymous: pull on auth.anonymousPull only, whatever assignments name "anonymous"', async () => {
     const p = await policyWith([assignment('1', 'anonymous', 'Owner', '*')], ['team-a/*']);
     assert.deepEqual(await p.decide(ctx('anonymous'), ask), [{ type: 'repository', name: 'team-a/app', actions: ['pull'] }]);
-    assert.equal(await p.canSee(ctx('anonymous'), 'team-b/app'), false);
+    assert.equal((await p.visibility(ctx('anonymous')))('team-b/app'), false);
   });
 });
 

@@ -10,7 +10,7 @@
  * An unknown repository is answered exactly like a forbidden one: nothing reveals existence.
  */
 import type { FastifyRequest } from 'fastify';
-import { ANONYMOUS, formatScope, type Access, type AccessClaims, type AuthService } from '../../auth/index.js';
+import { allows, ANONYMOUS, formatScope, type Access, type AccessClaims, type AuthService } from '../../auth/index.js';
 import { registryError } from '../../oci/index.js';
 import { opContext } from './http-util.js';
 import type { DistributionResources, Method } from './router.js';
@@ -74,7 +74,7 @@ export class AccessGate {
     // (sourceCidrs, validity) and revocations hold per request, not only when the token was issued.
     const scope = parseNeed(need);
     const has = (await this.auth.policy.decide({ principal: claims.sub, clientAddress: client.address, amr: claims.amr, now: Date.now() }, [scope])).length > 0;
-    const inToken = need.anyOf.some((a) => claims.access.some((g) => g.type === need.type && g.name === need.name && (g.actions as readonly string[]).includes(a)));
+    const inToken = need.anyOf.some((a) => allows(claims.access, need.type, need.name, a));
     if (inToken && has) {
       granted.set(req, claims);
       return;

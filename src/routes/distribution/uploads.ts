@@ -12,15 +12,8 @@ import type { ResourceHandlers } from './router.js';
 import type { AuthService } from '../../auth/index.js';
 import { claimsOf } from './access-gate.js';
 
-async function mayReadSource(auth: AuthService | undefined, req: FastifyRequest, from: string | undefined): Promise<boolean> {
-  const claims = claimsOf(req);
-  if (auth === undefined || claims === undefined || from === undefined) return true;
-  const granted = await auth.policy.decide({ principal: claims.sub, clientAddress: req.ip, amr: claims.amr, now: Date.now() }, [{ type: 'repository', name: from, actions: ['pull'] }]);
-  return granted.length > 0;
-}
-
-/** With auth on, which repositories an automatic mount may take the blob from. */
-async function readable(auth: AuthService | undefined, req: FastifyRequest): Promise<((name: string) => Promise<boolean>) | undefined> {
+/** With auth on, whether the caller may pull a repository (a mount reads its source); undefined when auth is off. */
+function readable(auth: AuthService | undefined, req: FastifyRequest): ((name: string) => Promise<boolean>) | undefined {
   const claims = claimsOf(req);
   if (auth === undefined || claims === undefined) return undefined;
   const ctx = { principal: claims.sub, clientAddress: req.ip, amr: claims.amr, now: Date.now() };
@@ -56,7 +49,8 @@ export function uploadStartRoutes(registry: Registry, chunkMinLength: number, au
         if (from !== undefined) assertRepositoryName(from);
         // Mounting reads the source: without pull on it (or, with `from` omitted, a source the
         // caller may pull), the client gets an ordinary upload session, as from Distribution.
-        const mounted = (await mayReadSource(auth, req, from)) ? await registry.blobs.mount(ctx, name, mount, from, await readable(auth, req)) : undefined;
+        const mayRead = readable(auth, req);
+        const mounted = from === undefined || mayRead === undefined || (await mayRead(from)) ? await registry.blobs.mount(ctx, name, mount, from, mayRead) : undefined;
         if (mounted !== undefined) {
           blobCreated(reply, name, mounted.digest);
           return;

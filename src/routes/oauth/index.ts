@@ -11,7 +11,7 @@
  * Bodies are read bounded; credentials never reach a log, an error message or a URL we build.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { parseScopes, REFRESH_TOKEN_USERNAME, type AuthService, type Issued, type Subject } from '../../auth/index.js';
+import { parseScopes, type AuthService, type Issued, type Subject } from '../../auth/index.js';
 import { clientInfo, readBounded } from '../../http/index.js';
 import { registryError } from '../../oci/index.js';
 
@@ -66,9 +66,8 @@ export function oauthRoutes(app: FastifyInstance, auth: AuthService): void {
     const client = clientInfo(req);
     const creds = basic(req);
     const subject: Subject | undefined = creds === undefined ? undefined : await auth.signIn(creds.username, creds.password, client);
-    // A refresh token signs in but never begets another: holding one must not extend it forever.
-    const refresh = q.get('offline_token') === 'true' && creds !== undefined && creds.username !== REFRESH_TOKEN_USERNAME;
-    send(reply, await auth.issue(subject, scopes, client, { refresh }));
+    // (a refresh token used as the password never begets another: AuthService.issue sees to it)
+    send(reply, await auth.issue(subject, scopes, client, { refresh: q.get('offline_token') === 'true' }));
   });
 
   app.post('/oauth2/token', async (req, reply) => {
