@@ -12,6 +12,8 @@ import { createHttpServer } from './http/index.js';
 import { createRegistry, type Registry } from './registry/index.js';
 import { adminRoutes, distributionRoutes, oauthRoutes } from './routes/index.js';
 import { createBlobStore, createMetadataStore, type BlobStore, type MetadataStore } from './storage/index.js';
+import { createEncryption, keyVaultAudit, type Encryption } from './encryption/index.js';
+import type { KeyVault } from './keyvault/index.js';
 
 export interface App {
   readonly http: FastifyInstance;
@@ -19,6 +21,8 @@ export interface App {
   readonly bus: EventBus;
   readonly blobs: BlobStore;
   readonly meta: MetadataStore;
+  /** undefined when `encryption.enabled` is false */
+  readonly encryption: Encryption | undefined;
   /** undefined when `auth.enabled` is false */
   readonly auth: AuthService | undefined;
   /** the bootstrap admin created by this start (first start of a data folder), for in-memory setups and tests */
@@ -31,6 +35,8 @@ export interface AppDeps {
   blobs?: BlobStore;
   meta?: MetadataStore;
   authStore?: AuthStore;
+  /** the key vault to use instead of the configured one */
+  keyVault?: KeyVault;
 }
 
 const BOOTSTRAP_FILE = 'bootstrap-credentials.json';
@@ -53,10 +59,21 @@ async function writeBootstrapFile(dataDir: string, creds: { username: string; pa
 export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App> {
   // A new data folder is the registry's alone (keys, hashes, content): owner-only.
   if (config.storage.blobDriver === 'filesystem' || config.storage.metadataDriver === 'sqlite') await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
-  const blobs = deps.blobs ?? (await createBlobStore(config.storage.blobDriver, config.dataDir));
-  const meta = deps.meta ?? (await createMetadataStore(config.storage.metadataDriver, config.dataDir));
   const http = createHttpServer(config);
   const bus = new EventBus((err, e) => http.log.error({ err, event: e.type }, 'failed to deliver event'));
+  const plainBlobs = deps.blobs ?? (await createBlobStore(config.storage.blobDriver, config.dataDir));
+  let encryption: Encryption | undefined;
+  if (config.encryption.enabled) {
+    encryption = await createEncryption(config, {
+      audit: keyVaultAudit(bus),
+      persistent: config.storage.blobDriver === 'filesystem',
+      ...(deps.keyVault !== undefined ? { vault: deps.keyVault } : {}),
+    });
+  } else {
+    http.log.warn('encryption at rest is OFF (encryption.enabled=false): blobs are stored in plaintext.');
+  }
+  const blobs = encryption === undefined ? plainBlobs : encryption.wrap(plainBlobs);
+  const meta = deps.meta ?? (await createMetadataStore(config.storage.metadataDriver, config.dataDir));
   const audit = config.audit.file === '' ? undefined : new AuditLog(config.audit.file, bus);
   const registry = createRegistry({ blobs, meta, bus, config });
 
@@ -119,6 +136,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
     bus,
     blobs,
     meta,
+    encryption,
     auth,
     bootstrap,
     close: () =>
@@ -129,6 +147,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
         await http.close();
         await audit?.close();
         await blobs.close();
+        await encryption?.close();
         await meta.close();
         await authStore?.close();
       })()),

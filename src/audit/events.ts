@@ -28,7 +28,9 @@ export type RegistryEventType =
   | 'access.approve'
   | 'access.deny'
   | 'access.use'
-  | 'access.expire';
+  | 'access.expire'
+  // customer-managed keys (keyvault/, encryption/): every key-vault operation
+  | 'key.operation';
 
 export interface ClientInfo {
   readonly address: string;

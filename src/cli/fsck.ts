@@ -9,7 +9,14 @@ export function registerFsck(program: Command): void {
     .action(async (opts: { listen?: string; dataDir?: string; config?: string; repair?: boolean; json?: boolean }) => {
       const config = configFromFlags(opts);
       const { createBlobStore, createMetadataStore, fsck } = await import('../storage/index.js');
-      const blobs = await createBlobStore(config.storage.blobDriver, config.dataDir);
+      const { AuditLog, EventBus } = await import('../audit/index.js');
+      const { createEncryption, keyVaultAudit } = await import('../encryption/index.js');
+      // Key operations of this process are audited like the server's, in the same log.
+      const bus = new EventBus();
+      const audit = config.audit.file === '' ? undefined : new AuditLog(config.audit.file, bus);
+      const plain = await createBlobStore(config.storage.blobDriver, config.dataDir);
+      const encryption = config.encryption.enabled ? await createEncryption(config, { audit: keyVaultAudit(bus), persistent: true }) : undefined;
+      const blobs = encryption?.wrap(plain) ?? plain;
       const meta = await createMetadataStore(config.storage.metadataDriver, config.dataDir);
       try {
         const report = await fsck(blobs, meta, { repair: opts.repair === true });
@@ -25,7 +32,9 @@ export function registerFsck(program: Command): void {
         process.exitCode = report.problems.length === 0 ? 0 : 1;
       } finally {
         await blobs.close();
+        await encryption?.close();
         await meta.close();
+        await audit?.close();
       }
     });
 }

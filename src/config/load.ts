@@ -123,6 +123,12 @@ export function loadConfig(sources: LoadSources = {}): Config {
   out.dataDir = dataDir;
   const audit = out.audit as { file: string };
   if (audit.file !== '') audit.file = resolve(audit.file.replace('${dataDir}', dataDir));
+  const local = (out.encryption as { local: { dir: string; masterKeyFile: string } }).local;
+  local.dir = resolve(local.dir.replace('${dataDir}', dataDir));
+  local.masterKeyFile = resolve(local.masterKeyFile.replace('${dataDir}', dataDir));
+  const key = (out.encryption as { key: string }).key;
+  if (!/^[0-9A-Za-z-]{1,127}(\/[0-9A-Za-z._-]{1,128})?$/.test(key)) problems.push('encryption.key (BULWARK_ENCRYPTION_KEY): expected <name> or <name>/<version> (letters, digits and dashes)');
+  if (problems.length > 0) throw new ConfigError(problems);
   const listen = out.listen as { host: string; port: number };
   if (out.externalUrl === '') out.externalUrl = `http://${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`;
   else if (!/^https?:\/\/[^/?#]+$/.test(out.externalUrl as string)) throw new ConfigError([`externalUrl (BULWARK_EXTERNAL_URL): must be http(s)://host[:port] without a path`]);

@@ -68,6 +68,17 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'auth.failures.perAddress', env: 'BULWARK_AUTH_FAILURES_PER_ADDRESS', type: 'integer', min: 1, max: 100000, default: 50, doc: 'Failed sign-ins allowed per source address (any identity) within the window.' },
   { key: 'auth.failures.windowSeconds', env: 'BULWARK_AUTH_FAILURES_WINDOW_SECONDS', type: 'integer', min: 1, max: 86400, default: 300, doc: 'Window over which failed sign-ins are counted.' },
   { key: 'auth.oidc.userIssuers', env: 'BULWARK_AUTH_OIDC_USER_ISSUERS', type: 'list', default: '', doc: 'OpenID Connect providers whose ID tokens people may exchange at `/oauth2/exchange`: comma-separated `<issuer URL>=<audience>`. The person is `user:<sub>@<issuer>`.', item: issuerPair },
+  { key: 'encryption.enabled', env: 'BULWARK_ENCRYPTION_ENABLED', type: 'boolean', default: true, doc: 'Encrypt every stored blob (envelope encryption, docs/encryption.md). `false` stores plaintext and logs a warning at every start.' },
+  { key: 'encryption.vault', env: 'BULWARK_ENCRYPTION_VAULT', type: 'enum', values: ['local', 'pkcs11', 'azure'], default: 'local', doc: 'Where the key-encryption key lives: `local` (the embedded vault under the data folder, a service-managed key), `pkcs11` (an HSM), `azure` (Azure Key Vault).' },
+  { key: 'encryption.key', env: 'BULWARK_ENCRYPTION_KEY', type: 'string', default: 'bulwark-kek', doc: 'The key-encryption key: `<name>` (its newest version, followed automatically) or `<name>/<version>` (pinned). The local vault creates it on first start.' },
+  { key: 'encryption.identity', env: 'BULWARK_ENCRYPTION_IDENTITY', type: 'string', default: 'bulwark-registry', doc: 'The identity the registry presents to the key vault (needs `get`, `wrapKey` and `unwrapKey`).' },
+  { key: 'encryption.segmentBytes', env: 'BULWARK_ENCRYPTION_SEGMENT_BYTES', type: 'integer', min: 64 * 1024, max: 1024 * 1024, default: 256 * 1024, doc: 'Plaintext bytes per AES-256-GCM segment of new objects; a range request decrypts only the segments it touches.' },
+  { key: 'encryption.dataKeyCacheSeconds', env: 'BULWARK_ENCRYPTION_DATA_KEY_CACHE_SECONDS', type: 'integer', min: 0, max: 86400, default: 300, doc: 'How long an unwrapped data key stays in memory (0: never cached). A revoked or disabled key stops all reads and writes within this time.' },
+  { key: 'encryption.rotationCheckSeconds', env: 'BULWARK_ENCRYPTION_ROTATION_CHECK_SECONDS', type: 'integer', min: 10, max: 7 * 86400, default: 3600, doc: 'How often an unversioned `encryption.key` is checked for a new version; when one appears, every data key is re-wrapped under it.' },
+  { key: 'encryption.local.dir', env: 'BULWARK_ENCRYPTION_LOCAL_DIR', type: 'string', default: '${dataDir}/keyvault', doc: 'Folder of the embedded key vault (`keys.json`, mode 0600).' },
+  { key: 'encryption.local.masterKeyFile', env: 'BULWARK_ENCRYPTION_LOCAL_MASTER_KEY_FILE', type: 'string', default: '${dataDir}/master.key', doc: 'File holding the embedded vault\'s master key (created on first start, mode 0600; refused if others can read it). Keep a copy apart from the data: without it the data cannot be read.' },
+  { key: 'encryption.local.masterKeyEnv', env: 'BULWARK_ENCRYPTION_LOCAL_MASTER_KEY_ENV', type: 'string', default: '', doc: 'When set, the name of an environment variable holding the master key (base64 of 32 bytes) instead of the file.' },
+  { key: 'encryption.local.keySize', env: 'BULWARK_ENCRYPTION_LOCAL_KEY_SIZE', type: 'enum', values: ['2048', '3072', '4096'], default: '3072', doc: 'RSA modulus size of a key the local vault creates.' },
   { key: 'log.level', env: 'BULWARK_LOG_LEVEL', type: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', doc: 'Server log level (structured JSON on stdout).' },
 ];
 
@@ -98,6 +109,16 @@ export interface Config {
     readonly disableAdminOnFirstOwner: boolean;
     readonly failures: { readonly perIdentity: number; readonly perAddress: number; readonly windowSeconds: number };
     readonly oidc: { readonly userIssuers: readonly string[] };
+  };
+  readonly encryption: {
+    readonly enabled: boolean;
+    readonly vault: 'local' | 'pkcs11' | 'azure';
+    readonly key: string;
+    readonly identity: string;
+    readonly segmentBytes: number;
+    readonly dataKeyCacheSeconds: number;
+    readonly rotationCheckSeconds: number;
+    readonly local: { readonly dir: string; readonly masterKeyFile: string; readonly masterKeyEnv: string; readonly keySize: '2048' | '3072' | '4096' };
   };
   readonly log: { readonly level: string };
 }

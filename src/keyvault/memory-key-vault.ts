@@ -2,6 +2,9 @@
  * In-memory KeyVault: RSA keys as node:crypto KeyObjects. Tests use it directly; the local
  * vault extends it and overrides `persist` to write every new state to disk before it is
  * adopted, so the rules (permissions, audit, soft delete, purge protection) live here once.
+ * The rules sit in KeyVaultBase, generic over what a key version holds; the private-key work
+ * (generate, wrap, unwrap) is three hooks, so a vault whose keys live elsewhere (an HSM: the
+ * PKCS#11 vault) reuses the rules without ever holding a private key.
  */
 import { constants, generateKeyPair, privateDecrypt, publicEncrypt, randomBytes, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
@@ -41,15 +44,15 @@ export interface VersionRecord extends KeyVersionInfo {
   readonly publicKey: KeyObject;
 }
 
-export interface KeyRecord {
+export interface KeyRecord<V extends KeyVersionInfo = VersionRecord> {
   readonly name: string;
   readonly enabled: boolean;
   readonly deletedAt?: string;
   readonly recoverableUntil?: string;
-  readonly versions: readonly VersionRecord[];
+  readonly versions: readonly V[];
 }
 
-export type KeyRecords = ReadonlyMap<string, KeyRecord>;
+export type KeyRecords<V extends KeyVersionInfo = VersionRecord> = ReadonlyMap<string, KeyRecord<V>>;
 
 interface Event {
   op: KeyVaultOp;
@@ -67,7 +70,7 @@ async function newVersion(size: KeySize, now: Date): Promise<VersionRecord> {
   return { version: randomBytes(16).toString('hex'), createdAt: now.toISOString(), size, privateKey, publicKey };
 }
 
-function info(rec: KeyRecord, v: VersionRecord): KeyInfo {
+function info(rec: KeyRecord<KeyVersionInfo>, v: KeyVersionInfo): KeyInfo {
   return {
     name: rec.name,
     version: v.version,
@@ -79,14 +82,15 @@ function info(rec: KeyRecord, v: VersionRecord): KeyInfo {
   };
 }
 
-function newest(rec: KeyRecord): VersionRecord {
+function newest<V extends KeyVersionInfo>(rec: KeyRecord<V>): V {
   const v = rec.versions[rec.versions.length - 1];
   if (v === undefined) fail('STORE_CORRUPT', `key ${rec.name} has no versions`);
   return v;
 }
 
-export class MemoryKeyVault implements KeyVault {
-  private keys: KeyRecords;
+/** The vault rules (permissions, audit, soft delete, purge protection) over versions of type V. */
+export abstract class KeyVaultBase<V extends KeyVersionInfo> implements KeyVault {
+  private keys: KeyRecords<V>;
   private readonly policies = new Map<string, ReadonlySet<KeyPermission>>();
   private readonly audit: KeyVaultAudit;
   private readonly purgeProtection: boolean;
@@ -95,7 +99,7 @@ export class MemoryKeyVault implements KeyVault {
   /** Mutations run one at a time: check, persist, adopt. */
   private queue: Promise<unknown> = Promise.resolve();
 
-  constructor(options: KeyVaultOptions, initial: KeyRecords = new Map()) {
+  constructor(options: KeyVaultOptions, initial: KeyRecords<V>) {
     const days = options.retentionDays ?? 90;
     if (!Number.isInteger(days) || days < 7 || days > 90) fail('INVALID', `retentionDays must be an integer in 7..90, got ${days}`);
     this.keys = initial;
@@ -107,7 +111,14 @@ export class MemoryKeyVault implements KeyVault {
   }
 
   /** Called with the complete next state before it is adopted; a rejection aborts the change. */
-  protected async persist(_next: KeyRecords): Promise<void> {}
+  protected async persist(_next: KeyRecords<V>): Promise<void> {}
+
+  /** Makes a new version of key `name`; the hook chooses the version string. */
+  protected abstract generateVersion(name: string, size: KeySize, now: Date): Promise<V>;
+  /** RSA-OAEP-256 of `dataKey` (1..190 bytes, already checked) under `v`. */
+  protected abstract wrapWith(name: string, v: V, dataKey: Buffer): Promise<Buffer>;
+  /** Inverse of wrapWith; `wrapped` has the modulus length (checked). UNWRAP_FAILED on any decoding failure. */
+  protected abstract unwrapWith(name: string, v: V, wrapped: Buffer): Promise<Buffer>;
 
   async getKey(identity: string, name: string, version?: string): Promise<KeyInfo> {
     return this.run({ op: 'getKey', identity, key: name }, 'get', async (ev) => {
@@ -129,7 +140,7 @@ export class MemoryKeyVault implements KeyVault {
       if (!KEY_NAME.test(name)) fail('INVALID', 'key names are 1-127 letters, digits and dashes');
       if (!KEY_SIZES.includes(options.size)) fail('INVALID', `key size must be one of ${KEY_SIZES.join(', ')}`);
       if (keys.has(name)) fail('KEY_EXISTS', `key ${name} already exists (possibly soft-deleted)`);
-      const v = await newVersion(options.size, this.now());
+      const v = await this.generateVersion(name, options.size, this.now());
       ev.version = v.version;
       return { name, enabled: true, versions: [v] };
     });
@@ -138,7 +149,7 @@ export class MemoryKeyVault implements KeyVault {
   async rotateKey(identity: string, name: string): Promise<KeyInfo> {
     return this.mutate({ op: 'rotateKey', identity, key: name }, async (_keys, ev) => {
       const rec = this.live(name);
-      const v = await newVersion(newest(rec).size, this.now());
+      const v = await this.generateVersion(name, newest(rec).size, this.now());
       ev.version = v.version;
       return { ...rec, versions: [...rec.versions, v] };
     });
@@ -186,8 +197,7 @@ export class MemoryKeyVault implements KeyVault {
       const rec = this.usable(name);
       const v = version === undefined ? newest(rec) : this.findVersion(rec, version);
       ev.version = v.version;
-      const wrapped = publicEncrypt({ key: v.publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, dataKey);
-      return { keyId: { name, version: v.version }, wrapped };
+      return { keyId: { name, version: v.version }, wrapped: await this.wrapWith(name, v, dataKey) };
     });
   }
 
@@ -196,11 +206,7 @@ export class MemoryKeyVault implements KeyVault {
       const v = this.findVersion(this.usable(keyId.name), keyId.version);
       // Attacker-controlled bytes: OAEP decoding is the integrity check; any failure is one code.
       if (wrapped.length !== v.size / 8) fail('UNWRAP_FAILED', 'wrapped key does not match this key version');
-      try {
-        return privateDecrypt({ key: v.privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, wrapped);
-      } catch (e) {
-        fail('UNWRAP_FAILED', 'wrapped key does not match this key version', e);
-      }
+      return this.unwrapWith(keyId.name, v, wrapped);
     });
   }
 
@@ -224,7 +230,7 @@ export class MemoryKeyVault implements KeyVault {
   }
 
   /** Serialized: drops expired soft-deleted keys, computes the next record (null = remove), persists, adopts. */
-  private async mutate(ev: Event, change: (keys: KeyRecords, ev: Event) => Promise<KeyRecord | null>): Promise<KeyInfo> {
+  private async mutate(ev: Event, change: (keys: KeyRecords<V>, ev: Event) => Promise<KeyRecord<V> | null>): Promise<KeyInfo> {
     const task = this.queue.then(() =>
       this.run(ev, 'manage', async () => {
         const next = new Map(this.keys);
@@ -241,32 +247,55 @@ export class MemoryKeyVault implements KeyVault {
     return (await task) as KeyInfo;
   }
 
-  private expired(rec: KeyRecord): boolean {
+  private expired(rec: KeyRecord<V>): boolean {
     return rec.recoverableUntil !== undefined && Date.parse(rec.recoverableUntil) <= this.now().getTime();
   }
 
   /** The key, deleted or not; KEY_NOT_FOUND once its retention ended. */
-  private find(name: string): KeyRecord {
+  private find(name: string): KeyRecord<V> {
     const rec = this.keys.get(name);
     if (rec === undefined || this.expired(rec)) fail('KEY_NOT_FOUND', `key ${name} not found`);
     return rec;
   }
 
-  private live(name: string): KeyRecord {
+  private live(name: string): KeyRecord<V> {
     const rec = this.find(name);
     if (rec.deletedAt !== undefined) fail('KEY_DELETED', `key ${name} is soft-deleted`);
     return rec;
   }
 
-  private usable(name: string): KeyRecord {
+  private usable(name: string): KeyRecord<V> {
     const rec = this.live(name);
     if (!rec.enabled) fail('KEY_DISABLED', `key ${name} is disabled`);
     return rec;
   }
 
-  private findVersion(rec: KeyRecord, version: string): VersionRecord {
+  private findVersion(rec: KeyRecord<V>, version: string): V {
     const v = rec.versions.find((x) => x.version === version);
     if (v === undefined) fail('KEY_NOT_FOUND', `key ${rec.name} has no version ${version}`);
     return v;
+  }
+}
+
+/** Keys as node:crypto KeyObjects in this process. */
+export class MemoryKeyVault extends KeyVaultBase<VersionRecord> {
+  constructor(options: KeyVaultOptions, initial: KeyRecords = new Map()) {
+    super(options, initial);
+  }
+
+  protected override async generateVersion(_name: string, size: KeySize, now: Date): Promise<VersionRecord> {
+    return newVersion(size, now);
+  }
+
+  protected override async wrapWith(_name: string, v: VersionRecord, dataKey: Buffer): Promise<Buffer> {
+    return publicEncrypt({ key: v.publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, dataKey);
+  }
+
+  protected override async unwrapWith(_name: string, v: VersionRecord, wrapped: Buffer): Promise<Buffer> {
+    try {
+      return privateDecrypt({ key: v.privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, wrapped);
+    } catch (e) {
+      fail('UNWRAP_FAILED', 'wrapped key does not match this key version', e);
+    }
   }
 }

@@ -9,7 +9,12 @@
  *   abort signal) the session is rolled back to its previous size and stays usable.
  * - Concurrent appends to one session are refused (BLOB_UPLOAD_INVALID), never interleaved.
  * - `commitUpload` recomputes the digest; on mismatch it throws DIGEST_INVALID and discards
- *   the session. Committing content that is already stored is a no-op that succeeds.
+ *   the session. Committing content that is already stored is a no-op that succeeds. Without a
+ *   digest, the store names the blob by the sha256 of what it holds (a decorator that stores
+ *   transformed bytes, e.g. ciphertext, checks its own digest and lets the store name the rest).
+ * - `readUploadData` and `truncateUpload` let a decorator rewrite the end of a session (the
+ *   encryption decorator re-seals a partial last segment); truncating is refused while another
+ *   request writes to the session, like an append.
  * - Missing blobs throw BLOB_UNKNOWN; missing sessions throw BLOB_UPLOAD_UNKNOWN.
  */
 import type { Readable } from 'node:stream';
@@ -72,8 +77,15 @@ export interface BlobStore {
   getUpload(id: string): Promise<UploadInfo | undefined>;
   /** Append a body to a session; returns the new session size. */
   appendUpload(id: string, body: Readable, opts?: AppendOptions): Promise<number>;
-  /** Verify the digest and move the bytes into the store; the session ends either way. */
-  commitUpload(id: string, digest: Digest): Promise<BlobInfo>;
+  /** Bytes [range.start, range.end] of a live session. Throws BLOB_UPLOAD_UNKNOWN. */
+  readUploadData(id: string, range: ByteRange): Promise<Readable>;
+  /** Shrinks a session to `size` bytes; RANGE_INVALID when it holds fewer. */
+  truncateUpload(id: string, size: number): Promise<void>;
+  /**
+   * Verify the digest (or compute the sha256 name when none is given) and move the bytes into
+   * the store; the session ends either way.
+   */
+  commitUpload(id: string, digest?: Digest): Promise<BlobInfo>;
   cancelUpload(id: string): Promise<boolean>;
   /** Sessions not touched since `before` (ms since epoch), for purging. */
   staleUploads(before: number): Promise<string[]>;

@@ -277,23 +277,47 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
-  async commitUpload(id: string, digest: Digest): Promise<BlobInfo> {
+  async readUploadData(id: string, range: ByteRange): Promise<Readable> {
+    if (!isUploadId(id) || this.finished.has(id)) throw registryError('BLOB_UPLOAD_UNKNOWN', undefined, { detail: { id } });
+    const fh = await open(join(this.layout.uploadDir(id), 'data'), 'r').catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') throw registryError('BLOB_UPLOAD_UNKNOWN', undefined, { detail: { id } });
+      throw e;
+    });
+    return new FileRangeStream(fh, range.start, range.end + 1);
+  }
+
+  async truncateUpload(id: string, size: number): Promise<void> {
+    const { session, info } = await this.acquireExisting(id);
+    try {
+      if (size > info.size) throw registryError('RANGE_INVALID', `cannot truncate ${info.size} bytes to ${size}`);
+      session.hash = undefined;
+      session.info = undefined;
+      await truncate(join(this.layout.uploadDir(id), 'data'), size);
+      session.info = { ...info, size, updatedAt: Date.now() };
+    } finally {
+      session.busy = false;
+    }
+  }
+
+  async commitUpload(id: string, expected?: Digest): Promise<BlobInfo> {
     const { session, info } = await this.acquireExisting(id);
     const dataPath = join(this.layout.uploadDir(id), 'data');
     try {
+      const algorithm = expected === undefined ? 'sha256' : digestAlgorithm(expected);
       let hex: string;
-      if (digestAlgorithm(digest) === 'sha256' && session.hash !== undefined && session.hashedBytes === info.size) {
+      if (algorithm === 'sha256' && session.hash !== undefined && session.hashedBytes === info.size) {
         hex = session.hash.digest('hex');
         session.hash = undefined;
       } else {
-        const h = createDigester(digestAlgorithm(digest));
+        const h = createDigester(algorithm);
         await pipeline(createReadStream(dataPath, { highWaterMark: READ_CHUNK }), async (src: AsyncIterable<Buffer>) => {
           for await (const c of src) h.update(c);
         });
         hex = h.digest('hex');
       }
-      if (`${digestAlgorithm(digest)}:${hex}` !== digest) {
-        throw registryError('DIGEST_INVALID', 'provided digest did not match uploaded content', { detail: { digest } });
+      const digest = `${algorithm}:${hex}` as const;
+      if (expected !== undefined && digest !== expected) {
+        throw registryError('DIGEST_INVALID', 'provided digest did not match uploaded content', { detail: { digest: expected } });
       }
       if ((await this.stat(digest)) === undefined) {
         await fsyncPath(dataPath);

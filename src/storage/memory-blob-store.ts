@@ -109,14 +109,29 @@ export class MemoryBlobStore implements BlobStore {
     }
   }
 
-  async commitUpload(id: string, digest: Digest): Promise<BlobInfo> {
+  async readUploadData(id: string, range: ByteRange): Promise<Readable> {
+    const s = this.session(id);
+    return Readable.from([Buffer.concat(s.chunks).subarray(range.start, range.end + 1)]);
+  }
+
+  async truncateUpload(id: string, size: number): Promise<void> {
+    const s = this.session(id);
+    if (s.busy) throw registryError('BLOB_UPLOAD_INVALID', 'another request is writing to this upload session');
+    if (size > s.size) throw registryError('RANGE_INVALID', `cannot truncate ${s.size} bytes to ${size}`);
+    s.chunks = [Buffer.concat(s.chunks).subarray(0, size)];
+    s.size = size;
+    s.updatedAt = Date.now();
+  }
+
+  async commitUpload(id: string, expected?: Digest): Promise<BlobInfo> {
     const s = this.session(id);
     if (s.busy) throw registryError('BLOB_UPLOAD_INVALID', 'another request is writing to this upload session');
     this.sessions.delete(id);
     const data = Buffer.concat(s.chunks);
-    const h = createDigester(digestAlgorithm(digest)).update(data).digest('hex');
-    if (`${digestAlgorithm(digest)}:${h}` !== digest) {
-      throw registryError('DIGEST_INVALID', 'provided digest did not match uploaded content', { detail: { digest } });
+    const algorithm = expected === undefined ? 'sha256' : digestAlgorithm(expected);
+    const digest = `${algorithm}:${createDigester(algorithm).update(data).digest('hex')}` as const;
+    if (expected !== undefined && digest !== expected) {
+      throw registryError('DIGEST_INVALID', 'provided digest did not match uploaded content', { detail: { digest: expected } });
     }
     if (!this.blobs.has(digest)) this.blobs.set(digest, data);
     return { digest, size: data.length };

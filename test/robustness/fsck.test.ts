@@ -17,6 +17,20 @@ import { OciClient, imageManifest } from '../testkit/oci-client.js';
 import { runFsck } from '../testkit/process-probe.js';
 import { cliPath, startServer } from '../testkit/server.js';
 
+/** The name the blob's bytes are stored under: its ciphertext's digest when encrypted. */
+function storedName(dataDir: string, digest: string): string {
+  const path = join(dataDir, 'data-keys.db');
+  if (!existsSync(path)) return digest;
+  const db = new Database(path, { readonly: true });
+  try {
+    const row = db.prepare<[string], { cipher_digest: string }>("SELECT cipher_digest FROM data_keys WHERE kind = 'blob' AND digest = ?").get(digest);
+    assert.ok(row !== undefined, `no data key record for ${digest}`);
+    return row.cipher_digest;
+  } finally {
+    db.close();
+  }
+}
+
 function fsckRepair(dataDir: string): Promise<number> {
   return new Promise((resolve) => {
     execFile(process.execPath, [cliPath, 'fsck', '--repair', '--data-dir', dataDir], { timeout: 60_000 }, (err) => {
@@ -39,8 +53,9 @@ test('fsck reports corrupt blobs and manifests, --repair quarantines them, and t
 
     assert.equal((await runFsck(dataDir)).exitCode, 0, 'a fresh data folder is clean');
 
-    // Flip the bytes of one blob on disk, and of the manifest inside SQLite.
-    const hex = bad.digest.slice('sha256:'.length);
+    // Flip the bytes of one blob on disk (its ciphertext: encryption is on by default), and of
+    // the manifest inside SQLite.
+    const hex = storedName(dataDir, bad.digest).slice('sha256:'.length);
     const blobPath = join(dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex);
     await writeFile(blobPath, randomBytes(8192));
     const db = new Database(join(dataDir, 'metadata.db'));

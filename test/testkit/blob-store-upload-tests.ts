@@ -191,6 +191,42 @@ export function describeUploadSessions(current: () => BlobStore): void {
       await rejectsWithCode(store.commitUpload(id, digestOf('done')), 'BLOB_UPLOAD_UNKNOWN');
     });
 
+    test('commit without a digest names the blob by the sha256 of its content', async () => {
+      const data = randomBytes(3000);
+      const id = await sessionWith(data);
+      assert.deepEqual(await store.commitUpload(id), { digest: digestOf(data), size: 3000 });
+      assert.ok((await store.readAll(digestOf(data))).equals(data));
+    });
+
+    test('readUploadData returns a byte range of the session so far', async () => {
+      const data = randomBytes(70_000);
+      const id = await sessionWith(data);
+      assert.ok((await collect(await store.readUploadData(id, { start: 0, end: 69_999 }))).equals(data));
+      assert.ok((await collect(await store.readUploadData(id, { start: 65_530, end: 65_540 }))).equals(data.subarray(65_530, 65_541)));
+      await rejectsWithCode(store.readUploadData(randomUUID(), { start: 0, end: 0 }), 'BLOB_UPLOAD_UNKNOWN');
+    });
+
+    test('truncateUpload shrinks the session; appends continue at the new end', async () => {
+      const data = randomBytes(70_000);
+      const id = await sessionWith(data);
+      await rejectsWithCode(store.truncateUpload(id, 70_001), 'RANGE_INVALID');
+      await store.truncateUpload(id, 65_537);
+      assert.equal((await store.getUpload(id))?.size, 65_537);
+      const tail = randomBytes(1000);
+      await rejectsWithCode(store.appendUpload(id, bodyOf(tail), { offset: 70_000 }), 'RANGE_INVALID');
+      assert.equal(await store.appendUpload(id, bodyOf(tail), { offset: 65_537, length: 1000 }), 66_537);
+      const whole = Buffer.concat([data.subarray(0, 65_537), tail]);
+      assert.deepEqual(await store.commitUpload(id, digestOf(whole)), { digest: digestOf(whole), size: 66_537 });
+      assert.ok((await collect(await store.read(digestOf(whole)))).equals(whole));
+    });
+
+    test('truncateUpload to zero leaves an empty, usable session', async () => {
+      const id = await sessionWith(randomBytes(5000));
+      await store.truncateUpload(id, 0);
+      assert.equal((await store.getUpload(id))?.size, 0);
+      assert.deepEqual(await store.commitUpload(id, digestOf(Buffer.alloc(0))), { digest: digestOf(Buffer.alloc(0)), size: 0 });
+    });
+
     test('cancelUpload ends the session and returns false the second time', async () => {
       const id = await sessionWith(Buffer.from('abandoned'));
       assert.equal(await store.cancelUpload(id), true);

@@ -1,0 +1,455 @@
+/**
+ * EncryptingBlobStore: a BlobStore decorator that encrypts every byte before the store below it
+ * sees it (ADR 0006; format in format.ts). Clients keep seeing plaintext digests and sizes; the
+ * store below holds ciphertext objects named by their own sha256, so it still verifies what it
+ * holds (fsck needs no keys), and a DataKeyStore record maps each plaintext digest to its object
+ * and its wrapped data key. Identical content is stored once: a commit of content that already
+ * has a record discards the new ciphertext.
+ *
+ * Upload sessions hold header | data segments. A body that ends inside a segment leaves a short
+ * segment; the next append re-reads it, truncates it away and seals it again together with the
+ * new bytes (fresh nonce), so segments stay fixed-size. The commit appends the terminator.
+ */
+import { createDigester, digestAlgorithm, digestOf, registryError, type Digest, type DigestAlgorithm } from '../oci/index.js';
+import { Readable, pipeline } from 'node:stream';
+import { pipeline as pipelineAsync } from 'node:stream/promises';
+import type { AppendOptions, BlobCheck, BlobInfo, BlobStore, ByteRange, UploadInfo } from '../storage/index.js';
+import type { DataKeyRecord, DataKeyStore } from './data-key-store.js';
+import {
+  Layout,
+  SEGMENT_OVERHEAD,
+  SealError,
+  encodeHeader,
+  newObjectId,
+  checkTerminator,
+  hashHeader,
+  openSegment,
+  sealBuffer,
+  sealSegment,
+  segmentAad,
+  terminatorPlaintext,
+} from './format.js';
+import type { KeyRing } from './key-ring.js';
+import { DecryptTransform, EncryptTransform } from './segment-streams.js';
+import { UploadStates, type UploadState } from './upload-state.js';
+
+export interface EncryptingBlobStoreOptions {
+  readonly inner: BlobStore;
+  readonly keys: DataKeyStore;
+  readonly ring: KeyRing;
+  /** plaintext bytes per segment of new objects */
+  readonly segmentSize: number;
+}
+
+async function collect(s: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of s as AsyncIterable<Buffer>) parts.push(c);
+  return Buffer.concat(parts);
+}
+
+/** Tampered or unreadable ciphertext is a storage fault, never client data: 500, logged. */
+function asStoreError(e: unknown, digest: Digest): unknown {
+  if (e instanceof SealError) return new Error(`failed to decrypt ${digest}: ${e.message}`, { cause: e });
+  return e;
+}
+
+export class EncryptingBlobStore implements BlobStore {
+  private readonly inner: BlobStore;
+  private readonly keys: DataKeyStore;
+  private readonly ring: KeyRing;
+  private readonly segmentSize: number;
+  private readonly uploads: UploadStates;
+
+  constructor(o: EncryptingBlobStoreOptions) {
+    this.inner = o.inner;
+    this.keys = o.keys;
+    this.ring = o.ring;
+    this.segmentSize = o.segmentSize;
+    this.uploads = new UploadStates(o.inner, (id, st) => this.repairTail(id, st));
+  }
+
+  // --- stored blobs -----------------------------------------------------------------------
+
+  /** The record of a stored blob whose ciphertext is present; a stale record is removed. */
+  private async record(digest: Digest): Promise<DataKeyRecord | undefined> {
+    const rec = await this.keys.get('blob', digest);
+    if (rec === undefined) return undefined;
+    if ((await this.inner.stat(rec.cipherDigest)) !== undefined) return rec;
+    // The ciphertext is gone (quarantined, or deleted before its record by a crash).
+    return undefined;
+  }
+
+  private async recordOrThrow(digest: Digest): Promise<DataKeyRecord> {
+    const rec = await this.keys.get('blob', digest);
+    if (rec === undefined) throw registryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
+    return rec;
+  }
+
+  private dataKey(rec: DataKeyRecord): Promise<Buffer> {
+    return this.ring.dataKey(rec.objectId, rec.kek, rec.wrapped);
+  }
+
+  async stat(digest: Digest): Promise<BlobInfo | undefined> {
+    const rec = await this.record(digest);
+    return rec === undefined ? undefined : { digest, size: rec.size };
+  }
+
+  async read(digest: Digest, range?: ByteRange): Promise<Readable> {
+    const rec = await this.recordOrThrow(digest);
+    const key = await this.dataKey(rec);
+    const layout = new Layout(rec.headerLength, rec.segmentSize);
+    const objectId = Buffer.from(rec.objectId, 'hex');
+    const start = range?.start ?? 0;
+    const end = range?.end ?? rec.size - 1;
+    const first = Math.floor(start / rec.segmentSize);
+    const last = end < start ? first - 1 : Math.floor(end / rec.segmentSize);
+    const toEnd = end >= rec.size - 1;
+    try {
+      if (!toEnd) await this.checkBinding(rec, key, layout, objectId);
+      const cipherEnd = toEnd ? layout.cipherSize(rec.size, digest) - 1 : layout.segmentOffset(last) + layout.segmentPlainLength(last, rec.size) + SEGMENT_OVERHEAD - 1;
+      // A whole read also reads the header, which the terminator authenticates.
+      const withHeader = toEnd && first === 0;
+      const source = await this.inner.read(rec.cipherDigest, { start: withHeader ? 0 : layout.segmentOffset(first), end: cipherEnd });
+      const decrypt = new DecryptTransform({
+        key,
+        objectId,
+        segmentSize: rec.segmentSize,
+        size: rec.size,
+        firstIndex: first,
+        lastIndex: last,
+        skip: start - first * rec.segmentSize,
+        take: end - start + 1,
+        terminator: toEnd ? digest : undefined,
+        headerLength: withHeader ? rec.headerLength : undefined,
+      });
+      decrypt.once('close', () => key.fill(0));
+      return pipeline(source, decrypt, () => undefined);
+    } catch (e) {
+      key.fill(0);
+      throw asStoreError(e, digest);
+    }
+  }
+
+  /** A partial read does not reach the terminator: check it separately. */
+  private async checkBinding(rec: DataKeyRecord, key: Buffer, layout: Layout, objectId: Buffer): Promise<void> {
+    const at = layout.terminatorOffset(rec.size);
+    const sealed = await collect(await this.inner.read(rec.cipherDigest, { start: at, end: layout.cipherSize(rec.size, rec.digest) - 1 }));
+    checkTerminator(key, objectId, rec.segmentSize, sealed, { size: rec.size, digest: rec.digest });
+  }
+
+  async readAll(digest: Digest): Promise<Buffer> {
+    return collect(await this.read(digest));
+  }
+
+  async put(data: Buffer, digest: Digest): Promise<BlobInfo> {
+    if (digestOf(data, digestAlgorithm(digest)) !== digest) throw registryError('DIGEST_INVALID', undefined, { detail: { digest } });
+    if ((await this.record(digest)) !== undefined) return { digest, size: data.length };
+    const objectId = newObjectId();
+    const dk = await this.ring.newDataKey(objectId.toString('hex'));
+    try {
+      const sealed = sealBuffer(data, digest, dk.key, { segmentSize: this.segmentSize, objectId, kek: dk.kek, wrapped: dk.wrapped });
+      const stored = await this.inner.put(sealed.bytes, digestOf(sealed.bytes));
+      await this.adopt({
+        kind: 'blob',
+        digest,
+        cipherDigest: stored.digest,
+        size: data.length,
+        objectId: objectId.toString('hex'),
+        segmentSize: this.segmentSize,
+        headerLength: sealed.headerLength,
+        kek: dk.kek,
+        wrapped: dk.wrapped,
+        createdAt: Date.now(),
+      });
+      return { digest, size: data.length };
+    } finally {
+      dk.key.fill(0);
+    }
+  }
+
+  /**
+   * Makes a committed ciphertext object the blob's: its record is written after the object is
+   * durable. A stale record (ciphertext gone) is replaced; a live one wins, and ours is deleted.
+   */
+  private async adopt(rec: DataKeyRecord): Promise<void> {
+    let stored = await this.keys.putIfAbsent(rec);
+    if (stored.cipherDigest !== rec.cipherDigest && (await this.inner.stat(stored.cipherDigest)) === undefined) {
+      await this.keys.delete('blob', rec.digest, stored.cipherDigest);
+      stored = await this.keys.putIfAbsent(rec);
+    }
+    if (stored.cipherDigest !== rec.cipherDigest) await this.inner.delete(rec.cipherDigest);
+  }
+
+  async delete(digest: Digest): Promise<boolean> {
+    const rec = await this.keys.get('blob', digest);
+    if (rec === undefined) return false;
+    const removed = await this.keys.delete('blob', digest, rec.cipherDigest);
+    await this.inner.delete(rec.cipherDigest);
+    this.ring.forget(rec.objectId);
+    return removed;
+  }
+
+  async *list(): AsyncIterable<Digest> {
+    // A quarantined blob keeps its record (its key is needed to inspect it) but is not listed.
+    for await (const rec of this.keys.list()) if (rec.kind === 'blob' && (await this.inner.stat(rec.cipherDigest)) !== undefined) yield rec.digest;
+  }
+
+  async verify(digest: Digest): Promise<BlobCheck> {
+    const rec = await this.recordOrThrow(digest);
+    const cipher = await this.inner.verify(rec.cipherDigest);
+    if (!cipher.ok) return { digest, ok: false, problem: `ciphertext ${rec.cipherDigest}: ${cipher.problem ?? 'corrupt'}` };
+    const h = createDigester(digestAlgorithm(digest));
+    try {
+      await pipelineAsync(await this.read(digest), async (src: AsyncIterable<Buffer>) => {
+        for await (const c of src) h.update(c);
+      });
+    } catch (e) {
+      return { digest, ok: false, problem: `failed to decrypt: ${(e as Error).message}` };
+    }
+    const actual = `${digestAlgorithm(digest)}:${h.digest('hex')}`;
+    return actual === digest ? { digest, ok: true } : { digest, ok: false, problem: `plaintext hashes to ${actual}` };
+  }
+
+  async quarantine(digest: Digest): Promise<void> {
+    const rec = await this.recordOrThrow(digest);
+    await this.inner.quarantine(rec.cipherDigest);
+  }
+
+  // --- upload sessions ----------------------------------------------------------------------
+
+  async startUpload(id: string, repository: string): Promise<UploadInfo> {
+    const objectId = newObjectId();
+    const dk = await this.ring.newDataKey(objectId.toString('hex'));
+    dk.key.fill(0);
+    const header = encodeHeader({ segmentSize: this.segmentSize, objectId, kek: dk.kek, wrapped: dk.wrapped });
+    const info = await this.inner.startUpload(id, repository);
+    try {
+      await this.inner.appendUpload(id, Readable.from([header]), { length: header.length });
+    } catch (e) {
+      await this.inner.cancelUpload(id);
+      throw e;
+    }
+    this.uploads.adopt(id, { objectId, segmentSize: this.segmentSize, headerLength: header.length, headerHash: hashHeader(header), kek: dk.kek, wrapped: dk.wrapped });
+    return { ...info, size: 0 };
+  }
+
+  async getUpload(id: string): Promise<UploadInfo | undefined> {
+    const info = await this.inner.getUpload(id);
+    if (info === undefined) return undefined;
+    const st = await this.uploads.peek(id, info);
+    return st === undefined ? undefined : { ...info, size: st.plainSize };
+  }
+
+  async appendUpload(id: string, body: Readable, opts: AppendOptions = {}): Promise<number> {
+    const st = await this.uploads.acquire(id);
+    let key: Buffer | undefined;
+    let done!: () => void;
+    const finished = new Promise<void>((resolve) => (done = resolve));
+    // A body that closes before its end has failed: from then on this request only rolls back.
+    const onClose = (): void => {
+      if (!body.readableEnded && st.busy) st.settling = finished;
+    };
+    body.once('close', onClose);
+    try {
+      if (opts.offset !== undefined && opts.offset !== st.plainSize) {
+        throw registryError('RANGE_INVALID', `chunk starts at ${opts.offset} but the upload has ${st.plainSize} bytes`, {
+          headers: { Range: st.plainSize === 0 ? '0-0' : `0-${st.plainSize - 1}` },
+        });
+      }
+      key = await this.ring.dataKey(st.objectId.toString('hex'), st.kek, st.wrapped);
+      const { index, prefix, tailCipher } = await this.openTail(id, st, key);
+      const encrypt = new EncryptTransform({ key, objectId: st.objectId, segmentSize: st.segmentSize, firstIndex: index, prefix, hash: st.hash, length: opts.length });
+      try {
+        await this.inner.appendUpload(id, pipeline(body, encrypt, () => undefined), opts.signal === undefined ? {} : { signal: opts.signal });
+      } catch (e) {
+        st.hash = undefined;
+        if (tailCipher !== undefined) await this.restoreTail(id, tailCipher);
+        throw e;
+      }
+      st.plainSize += encrypt.bytes;
+      return st.plainSize;
+    } finally {
+      body.off('close', onClose);
+      key?.fill(0);
+      this.uploads.release(st);
+      done();
+    }
+  }
+
+  /**
+   * Takes the session's short last segment off the end, returning its plaintext to be sealed
+   * again in front of the new bytes, and its ciphertext to put back if the append fails.
+   */
+  private async openTail(id: string, st: UploadState, key: Buffer): Promise<{ index: number; prefix: Buffer; tailCipher?: Buffer }> {
+    const layout = st.layout();
+    const index = Math.floor(st.plainSize / st.segmentSize);
+    const tailLength = st.plainSize - index * st.segmentSize;
+    if (tailLength === 0) return { index, prefix: Buffer.alloc(0) };
+    const at = layout.segmentOffset(index);
+    const tailCipher = await collect(await this.inner.readUploadData(id, { start: at, end: at + tailLength + SEGMENT_OVERHEAD - 1 }));
+    const prefix = openSegment(key, segmentAad(st.objectId, st.segmentSize, index, false), tailCipher);
+    await this.inner.truncateUpload(id, at);
+    return { index, prefix, tailCipher };
+  }
+
+  /**
+   * A session from before a restart may end in a segment a crash tore: check the short last
+   * segment and cut the session back to the last whole segment when it does not authenticate.
+   */
+  private async repairTail(id: string, st: UploadState): Promise<void> {
+    const index = Math.floor(st.plainSize / st.segmentSize);
+    const tailLength = st.plainSize - index * st.segmentSize;
+    if (tailLength === 0) return;
+    const key = await this.ring.dataKey(st.objectId.toString('hex'), st.kek, st.wrapped);
+    try {
+      const at = st.layout().segmentOffset(index);
+      const sealed = await collect(await this.inner.readUploadData(id, { start: at, end: at + tailLength + SEGMENT_OVERHEAD - 1 }));
+      openSegment(key, segmentAad(st.objectId, st.segmentSize, index, false), sealed);
+    } catch (e) {
+      if (!(e instanceof SealError)) throw e;
+      await this.inner.truncateUpload(id, st.layout().segmentOffset(index));
+      st.plainSize = index * st.segmentSize;
+    } finally {
+      key.fill(0);
+    }
+  }
+
+  /** Puts a short last segment back after a failed append; a session that cannot be repaired ends. */
+  private async restoreTail(id: string, tailCipher: Buffer): Promise<void> {
+    try {
+      await this.inner.appendUpload(id, Readable.from([tailCipher]), { length: tailCipher.length });
+    } catch (e) {
+      this.uploads.drop(id);
+      await this.inner.cancelUpload(id).catch(() => false);
+      throw registryError('BLOB_UPLOAD_INVALID', 'the server failed to restore the upload session; restart the upload', { cause: e });
+    }
+  }
+
+  async readUploadData(id: string, range: ByteRange): Promise<Readable> {
+    const st = await this.uploads.acquire(id);
+    try {
+      const key = await this.ring.dataKey(st.objectId.toString('hex'), st.kek, st.wrapped);
+      return await this.decryptSession(id, st, key, range);
+    } finally {
+      this.uploads.release(st);
+    }
+  }
+
+  private async decryptSession(id: string, st: UploadState, key: Buffer, range: ByteRange): Promise<Readable> {
+    const layout = st.layout();
+    const end = Math.min(range.end, st.plainSize - 1);
+    const first = Math.floor(range.start / st.segmentSize);
+    const last = end < range.start ? first - 1 : Math.floor(end / st.segmentSize);
+    if (last < first) {
+      key.fill(0);
+      return Readable.from([]);
+    }
+    const cipherEnd = layout.segmentOffset(last) + layout.segmentPlainLength(last, st.plainSize) + SEGMENT_OVERHEAD - 1;
+    const source = await this.inner.readUploadData(id, { start: layout.segmentOffset(first), end: cipherEnd });
+    const decrypt = new DecryptTransform({
+      key,
+      objectId: st.objectId,
+      segmentSize: st.segmentSize,
+      size: st.plainSize,
+      firstIndex: first,
+      lastIndex: last,
+      skip: range.start - first * st.segmentSize,
+      take: end - range.start + 1,
+    });
+    decrypt.once('close', () => key.fill(0));
+    return pipeline(source, decrypt, () => undefined);
+  }
+
+  async truncateUpload(id: string, size: number): Promise<void> {
+    const st = await this.uploads.acquire(id);
+    try {
+      if (size > st.plainSize) throw registryError('RANGE_INVALID', `cannot truncate ${st.plainSize} bytes to ${size}`);
+      const key = await this.ring.dataKey(st.objectId.toString('hex'), st.kek, st.wrapped);
+      try {
+        const index = Math.floor(size / st.segmentSize);
+        const keep = size - index * st.segmentSize;
+        const kept = keep === 0 ? undefined : await collect(await this.decryptSession(id, st, Buffer.from(key), { start: index * st.segmentSize, end: size - 1 }));
+        st.hash = undefined;
+        await this.inner.truncateUpload(id, st.layout().segmentOffset(index));
+        st.plainSize = index * st.segmentSize;
+        if (kept !== undefined) {
+          const sealed = sealSegment(key, segmentAad(st.objectId, st.segmentSize, index, false), kept);
+          await this.inner.appendUpload(id, Readable.from([sealed]), { length: sealed.length });
+          st.plainSize = size;
+        }
+      } finally {
+        key.fill(0);
+      }
+    } finally {
+      this.uploads.release(st);
+    }
+  }
+
+  async commitUpload(id: string, expected?: Digest): Promise<BlobInfo> {
+    const st = await this.uploads.acquire(id);
+    let key: Buffer | undefined;
+    let ended = false;
+    try {
+      key = await this.ring.dataKey(st.objectId.toString('hex'), st.kek, st.wrapped);
+      const algorithm: DigestAlgorithm = expected === undefined ? 'sha256' : digestAlgorithm(expected);
+      const digest = algorithm === 'sha256' && st.hash !== undefined ? (`sha256:${st.hash.digest('hex')}` as Digest) : await this.hashSession(id, st, key, algorithm).catch((e: unknown) => {
+        if (e instanceof SealError) throw registryError('BLOB_UPLOAD_INVALID', 'the upload session is damaged; restart the upload', { cause: e });
+        throw e;
+      });
+      if (expected !== undefined && digest !== expected) {
+        throw registryError('DIGEST_INVALID', 'provided digest did not match uploaded content', { detail: { digest: expected } });
+      }
+      if ((await this.record(digest)) !== undefined) return { digest, size: st.plainSize };
+      const layout = st.layout();
+      const terminator = sealSegment(
+        key,
+        segmentAad(st.objectId, st.segmentSize, layout.dataSegments(st.plainSize), true),
+        terminatorPlaintext(st.plainSize, digest, st.headerHash),
+      );
+      await this.inner.appendUpload(id, Readable.from([terminator]), { length: terminator.length });
+      ended = true;
+      const stored = await this.inner.commitUpload(id);
+      await this.adopt({
+        kind: 'blob',
+        digest,
+        cipherDigest: stored.digest,
+        size: st.plainSize,
+        objectId: st.objectId.toString('hex'),
+        segmentSize: st.segmentSize,
+        headerLength: st.headerLength,
+        kek: st.kek,
+        wrapped: st.wrapped,
+        createdAt: Date.now(),
+      });
+      return { digest, size: st.plainSize };
+    } finally {
+      key?.fill(0);
+      this.uploads.drop(id);
+      if (!ended) await this.inner.cancelUpload(id).catch(() => false);
+    }
+  }
+
+  private async hashSession(id: string, st: UploadState, key: Buffer, algorithm: DigestAlgorithm): Promise<Digest> {
+    const h = createDigester(algorithm);
+    if (st.plainSize > 0) {
+      await pipelineAsync(await this.decryptSession(id, st, Buffer.from(key), { start: 0, end: st.plainSize - 1 }), async (src: AsyncIterable<Buffer>) => {
+        for await (const c of src) h.update(c);
+      });
+    }
+    return `${algorithm}:${h.digest('hex')}` as const;
+  }
+
+  async cancelUpload(id: string): Promise<boolean> {
+    this.uploads.drop(id);
+    return this.inner.cancelUpload(id);
+  }
+
+  staleUploads(before: number): Promise<string[]> {
+    return this.inner.staleUploads(before);
+  }
+
+  async close(): Promise<void> {
+    this.ring.clear();
+    await this.inner.close();
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * KeyRing: the registry's side of envelope encryption. It makes data keys (32 random bytes,
+ * wrapped at once by the configured key-encryption key) and unwraps stored ones, keeping
+ * unwrapped keys in memory for at most `cacheMs` (0: never cached). An evicted key's bytes are
+ * overwritten, so a revoked KEK stops every read and write within the cache lifetime (fail
+ * closed): nothing here serves data without a key the vault agreed to unwrap recently.
+ *
+ * Vault failures become registry errors (UNAVAILABLE, 503) naming the vault's code, never the
+ * key material; `health()` keeps the last failure for `bulwark check-health` (CMK_ERROR).
+ */
+import { randomBytes } from 'node:crypto';
+import { isKeyVaultError, type KeyVault } from '../keyvault/index.js';
+import { registryError } from '../oci/index.js';
+import type { KekRef } from './data-key-store.js';
+import { DATA_KEY_BYTES } from './format.js';
+
+export interface KeyRingOptions {
+  /** vaults by configured name; `target.vault` must be one of them */
+  readonly vaults: ReadonlyMap<string, KeyVault>;
+  /** the identity the registry presents to its vaults */
+  readonly identity: string;
+  /** the KEK new data keys are wrapped by; no version = the key's newest version */
+  readonly target: { readonly vault: string; readonly name: string; readonly version?: string | undefined };
+  /** how long an unwrapped data key stays in memory (0 = not at all) */
+  readonly cacheMs: number;
+  /** most cached keys; the oldest is evicted first */
+  readonly cacheEntries?: number;
+  readonly now?: () => number;
+}
+
+export interface KeyRingHealth {
+  readonly ok: boolean;
+  /** the vault's error code and message of the last failure, when the last call failed */
+  readonly error?: string;
+  readonly at?: number;
+}
+
+interface Cached {
+  readonly key: Buffer;
+  readonly expires: number;
+}
+
+export interface NewDataKey {
+  readonly key: Buffer;
+  readonly kek: KekRef;
+  readonly wrapped: Buffer;
+}
+
+export class KeyRing {
+  private readonly cache = new Map<string, Cached>();
+  private readonly now: () => number;
+  private readonly maxEntries: number;
+  private lastHealth: KeyRingHealth = { ok: true };
+  private target: KeyRingOptions['target'];
+
+  constructor(private readonly o: KeyRingOptions) {
+    if (!o.vaults.has(o.target.vault)) throw new Error(`unknown key vault "${o.target.vault}"`);
+    this.now = o.now ?? Date.now;
+    this.maxEntries = o.cacheEntries ?? 10_000;
+    this.target = o.target;
+  }
+
+  get targetKey(): KeyRingOptions['target'] {
+    return this.target;
+  }
+
+  /** Switches the KEK that new data keys are wrapped by (rotation to another key or vault). */
+  retarget(target: KeyRingOptions['target']): void {
+    if (!this.o.vaults.has(target.vault)) throw new Error(`unknown key vault "${target.vault}"`);
+    this.target = target;
+  }
+
+  vault(name: string): KeyVault {
+    const v = this.o.vaults.get(name);
+    if (v === undefined) throw registryError('UNAVAILABLE', `data key is wrapped by key vault "${name}", which is not configured`);
+    return v;
+  }
+
+  health(): KeyRingHealth {
+    return this.lastHealth;
+  }
+
+  /** A fresh data key, wrapped by the target KEK (or `kek`), cached under `cacheId`. */
+  async newDataKey(cacheId: string, kek: KeyRingOptions['target'] = this.target): Promise<NewDataKey> {
+    const key = randomBytes(DATA_KEY_BYTES);
+    const w = await this.call(() => this.vault(kek.vault).wrapKey(this.o.identity, kek.name, kek.version, key));
+    this.remember(cacheId, key);
+    return { key: Buffer.from(key), kek: { vault: kek.vault, name: w.keyId.name, version: w.keyId.version }, wrapped: w.wrapped };
+  }
+
+  /** The unwrapped data key of a stored record, from the cache or the vault. */
+  async dataKey(cacheId: string, kek: KekRef, wrapped: Buffer): Promise<Buffer> {
+    const hit = this.cache.get(cacheId);
+    if (hit !== undefined && hit.expires > this.now()) return Buffer.from(hit.key);
+    if (hit !== undefined) this.evict(cacheId);
+    const key = await this.call(() => this.vault(kek.vault).unwrapKey(this.o.identity, { name: kek.name, version: kek.version }, wrapped));
+    if (key.length !== DATA_KEY_BYTES) throw registryError('UNAVAILABLE', 'the key vault returned a data key of the wrong length');
+    this.remember(cacheId, key);
+    return Buffer.from(key);
+  }
+
+  /** Wraps an existing data key again (rotation). Not cached: rotation reads each key once. */
+  async rewrap(kek: KekRef, wrapped: Buffer, to: KeyRingOptions['target']): Promise<{ kek: KekRef; wrapped: Buffer }> {
+    const key = await this.call(() => this.vault(kek.vault).unwrapKey(this.o.identity, { name: kek.name, version: kek.version }, wrapped));
+    try {
+      const w = await this.call(() => this.vault(to.vault).wrapKey(this.o.identity, to.name, to.version, key));
+      return { kek: { vault: to.vault, name: w.keyId.name, version: w.keyId.version }, wrapped: w.wrapped };
+    } finally {
+      key.fill(0);
+    }
+  }
+
+  forget(cacheId: string): void {
+    this.evict(cacheId);
+  }
+
+  /** Wipes every cached key. */
+  clear(): void {
+    for (const id of [...this.cache.keys()]) this.evict(id);
+  }
+
+  private remember(cacheId: string, key: Buffer): void {
+    if (this.o.cacheMs <= 0) {
+      return;
+    }
+    this.evict(cacheId);
+    while (this.cache.size >= this.maxEntries) {
+      const oldest = this.cache.keys().next();
+      if (oldest.done === true) break;
+      this.evict(oldest.value);
+    }
+    this.cache.set(cacheId, { key: Buffer.from(key), expires: this.now() + this.o.cacheMs });
+    this.sweepExpired();
+  }
+
+  /** Drops expired entries from the front (insertion order is expiry order). */
+  private sweepExpired(): void {
+    const now = this.now();
+    for (const [id, c] of this.cache) {
+      if (c.expires > now) break;
+      this.evict(id);
+    }
+  }
+
+  private evict(cacheId: string): void {
+    const c = this.cache.get(cacheId);
+    if (c === undefined) return;
+    c.key.fill(0);
+    this.cache.delete(cacheId);
+  }
+
+  private async call<T>(op: () => Promise<T>): Promise<T> {
+    try {
+      const r = await op();
+      this.lastHealth = { ok: true, at: this.now() };
+      return r;
+    } catch (e) {
+      if (isKeyVaultError(e)) {
+        this.lastHealth = { ok: false, error: `${e.code}: ${e.message}`, at: this.now() };
+        // Fail closed, with the cause an operator needs and nothing a client could misuse.
+        throw registryError('UNAVAILABLE', `encryption key unavailable (${e.code})`, { cause: e });
+      }
+      this.lastHealth = { ok: false, error: e instanceof Error ? e.message : String(e), at: this.now() };
+      throw e;
+    }
+  }
+}

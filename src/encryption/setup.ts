@@ -1,0 +1,115 @@
+/**
+ * Builds envelope encryption from validated configuration: the key vault (chosen by name from a
+ * typed table, STYLE rule 5), the data-key store, the key ring, and the decorator that wraps the
+ * blob store. The embedded local vault is the registry's own (a service-managed key): the
+ * registry may manage it and creates its key on first start. Any other vault holds a
+ * customer-managed key that must exist already; the registry only gets, wraps and unwraps.
+ */
+import { join } from 'node:path';
+import { LocalKeyVault, MemoryKeyVault, isKeyVaultError, type KeySize, type KeyVault, type KeyVaultAudit } from '../keyvault/index.js';
+import type { Config } from '../config/index.js';
+import type { EventBus } from '../audit/index.js';
+import type { BlobStore } from '../storage/index.js';
+import type { DataKeyStore } from './data-key-store.js';
+import { EncryptingBlobStore } from './encrypting-blob-store.js';
+import { KeyRing } from './key-ring.js';
+import { MemoryDataKeyStore } from './memory-data-key-store.js';
+import { SqliteDataKeyStore } from './sqlite-data-key-store.js';
+
+export type VaultDriver = Config['encryption']['vault'];
+
+export interface Encryption {
+  readonly ring: KeyRing;
+  readonly keys: DataKeyStore;
+  readonly vaults: ReadonlyMap<string, KeyVault>;
+  /** the configured key: name, and version when pinned */
+  readonly key: { readonly vault: VaultDriver; readonly name: string; readonly version?: string | undefined };
+  wrap(inner: BlobStore): BlobStore;
+  close(): Promise<void>;
+}
+
+export interface EncryptionDeps {
+  readonly audit: KeyVaultAudit;
+  /** false: in-memory data keys and vault (the memory storage drivers, for tests) */
+  readonly persistent: boolean;
+  /** a vault to use instead of building the configured one (tests) */
+  readonly vault?: KeyVault;
+}
+
+/** Every key-vault operation becomes an audit event (who, which key and version, outcome). */
+export function keyVaultAudit(bus: EventBus): KeyVaultAudit {
+  return (e) =>
+    bus.emit({
+      type: 'key.operation',
+      time: new Date().toISOString(),
+      repository: '',
+      client: { address: 'internal', userAgent: 'bulwark', requestId: 'key-vault' },
+      principal: e.identity,
+      target: e.version === undefined ? e.key : `${e.key}/${e.version}`,
+      reason: e.op,
+      outcome: e.outcome,
+      error: e.error,
+    });
+}
+
+type VaultFactory = (config: Config, deps: EncryptionDeps) => Promise<KeyVault>;
+
+const vaultDrivers: Record<VaultDriver, VaultFactory> = {
+  local: async (config, deps) => {
+    const accessPolicies = { [config.encryption.identity]: ['get', 'wrapKey', 'unwrapKey', 'manage'] as const };
+    if (!deps.persistent) return new MemoryKeyVault({ audit: deps.audit, accessPolicies });
+    const local = config.encryption.local;
+    return LocalKeyVault.open({
+      audit: deps.audit,
+      accessPolicies,
+      dir: local.dir,
+      masterKey: local.masterKeyEnv !== '' ? { env: local.masterKeyEnv } : { file: local.masterKeyFile },
+    });
+  },
+  pkcs11: () => Promise.reject(new Error('encryption.vault=pkcs11 is not available in this build yet')),
+  azure: () => Promise.reject(new Error('encryption.vault=azure is not available in this build yet')),
+};
+
+function parseKey(config: Config): Encryption['key'] {
+  const [name = '', version] = config.encryption.key.split('/');
+  return { vault: config.encryption.vault, name, version };
+}
+
+/** The local vault creates its key on first start; any other vault must already hold it. */
+async function ensureKey(vault: KeyVault, config: Config, key: Encryption['key']): Promise<void> {
+  const id = config.encryption.identity;
+  try {
+    await vault.getKey(id, key.name, key.version);
+  } catch (e) {
+    if (!isKeyVaultError(e, 'KEY_NOT_FOUND') || key.vault !== 'local' || key.version !== undefined) {
+      throw new Error(`failed to open the key-encryption key "${config.encryption.key}" in the ${key.vault} vault: ${(e as Error).message}`, { cause: e });
+    }
+    await vault.createKey(id, key.name, { size: Number(config.encryption.local.keySize) as KeySize });
+  }
+}
+
+export async function createEncryption(config: Config, deps: EncryptionDeps): Promise<Encryption> {
+  const key = parseKey(config);
+  const vault = deps.vault ?? (await vaultDrivers[key.vault](config, deps));
+  try {
+    await ensureKey(vault, config, key);
+  } catch (e) {
+    await vault.close();
+    throw e;
+  }
+  const vaults = new Map([[key.vault, vault]]);
+  const keys: DataKeyStore = deps.persistent ? new SqliteDataKeyStore(join(config.dataDir, 'data-keys.db')) : new MemoryDataKeyStore();
+  const ring = new KeyRing({ vaults, identity: config.encryption.identity, target: key, cacheMs: config.encryption.dataKeyCacheSeconds * 1000 });
+  return {
+    ring,
+    keys,
+    vaults,
+    key,
+    wrap: (inner) => new EncryptingBlobStore({ inner, keys, ring, segmentSize: config.encryption.segmentBytes }),
+    close: async () => {
+      ring.clear();
+      await keys.close();
+      await vault.close();
+    },
+  };
+}

@@ -1,0 +1,281 @@
+/**
+ * Envelope encryption of blobs (issue 4): the decorator passes the BlobStore conformance suite
+ * over both real stores, the store below never holds plaintext, and every kind of tampering with
+ * the stored ciphertext (flipped bytes, reordered, duplicated, truncated or swapped segments, a
+ * database row pointing at another blob's object) is refused on read, never served.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import { digestOf, type Digest } from '../../src/oci/index.js';
+import { FsBlobStore, MemoryBlobStore, type BlobStore, type ByteRange } from '../../src/storage/index.js';
+import type { EncryptingBlobStore} from '../../src/encryption/index.js';
+import { Layout, SEGMENT_OVERHEAD } from '../../src/encryption/index.js';
+import { runBlobStoreSuite } from '../testkit/blob-store-suite.js';
+import { rejectsWithCode } from '../testkit/assert-registry-error.js';
+import { bodyOf, collect } from '../testkit/streams.js';
+import { KEK, OPERATOR, encryptionRig, type EncryptionRig } from '../testkit/encryption.js';
+
+const SEG = 16 * 1024;
+
+runBlobStoreSuite('encrypted over memory', async () => {
+  const rig = await encryptionRig();
+  return { store: rig.store(new MemoryBlobStore()), cleanup: async () => {} };
+});
+
+runBlobStoreSuite('encrypted over filesystem', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'bulwark-enc-'));
+  const rig = await encryptionRig();
+  return { store: rig.store(await new FsBlobStore(dir).init()), cleanup: () => rm(dir, { recursive: true, force: true }) };
+});
+
+async function filesUnder(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) if (e.isFile()) out.push(join(e.parentPath, e.name));
+  return out;
+}
+
+async function push(store: BlobStore, data: Buffer, chunks: number[] = [data.length]): Promise<Digest> {
+  const id = randomUUID();
+  await store.startUpload(id, 'team/app');
+  let at = 0;
+  for (const n of chunks) {
+    await store.appendUpload(id, bodyOf(data.subarray(at, at + n)), { offset: at, length: n });
+    at += n;
+  }
+  return (await store.commitUpload(id, digestOf(data))).digest;
+}
+
+describe('EncryptingBlobStore over the filesystem', () => {
+  let dir: string;
+  let rig: EncryptionRig;
+  let inner: FsBlobStore;
+  let store: EncryptingBlobStore;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'bulwark-enc-fs-'));
+    rig = await encryptionRig();
+    inner = await new FsBlobStore(dir).init();
+    store = rig.store(inner, SEG);
+  });
+  afterEach(async () => {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** the one ciphertext file of a blob */
+  async function cipherFile(digest: Digest): Promise<string> {
+    const rec = await rig.keys.get('blob', digest);
+    assert.ok(rec !== undefined);
+    const hex = rec.cipherDigest.slice('sha256:'.length);
+    return join(dir, 'blobs', 'sha256', hex.slice(0, 2), hex);
+  }
+
+  test('no plaintext reaches the disk, in sessions or in stored blobs', async () => {
+    const marker = Buffer.from('PLAINTEXT-MARKER-'.repeat(4));
+    const data = Buffer.concat(Array.from({ length: 3000 }, () => marker));
+    const id = randomUUID();
+    await store.startUpload(id, 'team/app');
+    await store.appendUpload(id, bodyOf(data.subarray(0, 100_001)));
+    for (const f of await filesUnder(dir)) assert.equal((await readFile(f)).indexOf(marker.subarray(0, 24)), -1, `plaintext in session file ${f}`);
+    await store.appendUpload(id, bodyOf(data.subarray(100_001)));
+    await store.commitUpload(id, digestOf(data));
+    await store.close();
+    store = rig.store(await new FsBlobStore(dir).init(), SEG);
+    for (const f of await filesUnder(dir)) assert.equal((await readFile(f)).indexOf(marker.subarray(0, 24)), -1, `plaintext in ${f}`);
+    assert.ok((await store.readAll(digestOf(data))).equals(data));
+  });
+
+  test('flipping any stored byte is detected on read: no corrupted byte is served', async () => {
+    const data = randomBytes(2 * SEG + 1234);
+    const digest = await push(store, data);
+    const file = await cipherFile(digest);
+    const good = await readFile(file);
+    // Every header and terminator byte, the edges of every segment, and random positions.
+    const rec = await rig.keys.get('blob', digest);
+    assert.ok(rec !== undefined);
+    const layout = new Layout(rec.headerLength, SEG);
+    const positions = new Set<number>();
+    for (let i = 0; i < rec.headerLength; i++) positions.add(i);
+    for (let i = layout.terminatorOffset(data.length); i < good.length; i++) positions.add(i);
+    for (let s = 0; s < 3; s++) for (let k = 0; k < 40; k++) positions.add(layout.segmentOffset(s) + k).add(layout.segmentOffset(s) + layout.segmentPlainLength(s, data.length) + SEGMENT_OVERHEAD - 1 - k);
+    for (let k = 0; k < 300; k++) positions.add(Math.floor(Math.random() * good.length));
+    for (const p of positions) {
+      const bad = Buffer.from(good);
+      bad[p] = (bad[p] as number) ^ (1 << (p % 8));
+      await writeFile(file, bad);
+      const served: Buffer[] = [];
+      await assert.rejects(async () => {
+        for await (const c of await store.read(digest)) served.push(c as Buffer);
+      }, `byte ${p} flipped but the read succeeded`);
+      // Whatever left before the failure is authentic plaintext, a prefix of the blob.
+      const prefix = Buffer.concat(served);
+      assert.ok(data.subarray(0, prefix.length).equals(prefix), `byte ${p}: corrupted bytes were served`);
+    }
+    await writeFile(file, good);
+    assert.ok((await store.readAll(digest)).equals(data));
+  });
+
+  test('reordered, duplicated, truncated and cross-blob segments are refused', async () => {
+    const a = randomBytes(3 * SEG);
+    const b = randomBytes(3 * SEG);
+    const da = await push(store, a);
+    const db = await push(store, b);
+    const fa = await cipherFile(da);
+    const fb = await cipherFile(db);
+    const ga = await readFile(fa);
+    const gb = await readFile(fb);
+    const rec = await rig.keys.get('blob', da);
+    assert.ok(rec !== undefined);
+    const layout = new Layout(rec.headerLength, SEG);
+    const seg = (buf: Buffer, i: number): Buffer => buf.subarray(layout.segmentOffset(i), layout.segmentOffset(i + 1));
+    const head = ga.subarray(0, rec.headerLength);
+    const term = ga.subarray(layout.terminatorOffset(a.length));
+    const cases: Record<string, Buffer> = {
+      'segments 0 and 1 swapped': Buffer.concat([head, seg(ga, 1), seg(ga, 0), seg(ga, 2), term]),
+      'segment 0 duplicated over segment 1': Buffer.concat([head, seg(ga, 0), seg(ga, 0), seg(ga, 2), term]),
+      'terminator dropped': ga.subarray(0, layout.terminatorOffset(a.length)),
+      'last segment and terminator dropped': ga.subarray(0, layout.segmentOffset(2)),
+      'segment 1 taken from the other blob': Buffer.concat([head, seg(ga, 0), seg(gb, 1), seg(ga, 2), term]),
+      'the other blob in its place': gb,
+    };
+    for (const [what, bytes] of Object.entries(cases)) {
+      await writeFile(fa, bytes);
+      await assert.rejects(store.readAll(da), `${what}: whole read`);
+      // A range read fails, or (when it touches only intact segments) serves the right bytes.
+      const range = await (async () => collect(await store.read(da, { start: SEG + 5, end: SEG + 10 })))().catch(() => undefined);
+      if (range !== undefined) assert.ok(range.equals(a.subarray(SEG + 5, SEG + 11)), `${what}: range read served wrong bytes`);
+    }
+    await writeFile(fa, ga);
+    await writeFile(fb, gb);
+    assert.ok((await store.readAll(da)).equals(a));
+  });
+
+  test('a database row pointing a digest at another blob\'s object is refused', async () => {
+    const a = randomBytes(SEG + 10);
+    const b = randomBytes(SEG + 10);
+    const da = await push(store, a);
+    const db = await push(store, b);
+    const ra = await rig.keys.get('blob', da);
+    const rb = await rig.keys.get('blob', db);
+    assert.ok(ra !== undefined && rb !== undefined);
+    await rig.keys.delete('blob', da, ra.cipherDigest);
+    await rig.keys.putIfAbsent({ ...rb, digest: da });
+    await assert.rejects(store.readAll(da));
+    await assert.rejects(async () => collect(await store.read(da, { start: 0, end: 9 })));
+  });
+
+  test('a range read decrypts only the segments it needs', async () => {
+    const data = randomBytes(10 * SEG);
+    const digest = await push(store, data);
+    const ranges: ByteRange[] = [];
+    const read = inner.read.bind(inner);
+    inner.read = async (d, r) => {
+      if (r !== undefined) ranges.push(r);
+      return read(d, r);
+    };
+    const got = await collect(await store.read(digest, { start: 3 * SEG + 100, end: 3 * SEG + 199 }));
+    assert.ok(got.equals(data.subarray(3 * SEG + 100, 3 * SEG + 200)));
+    const rec = await rig.keys.get('blob', digest);
+    assert.ok(rec !== undefined);
+    const layout = new Layout(rec.headerLength, SEG);
+    const bytes = ranges.reduce((n, r) => n + r.end - r.start + 1, 0);
+    assert.ok(bytes < 2 * (SEG + SEGMENT_OVERHEAD), `read ${bytes} ciphertext bytes for a 100-byte range`);
+    assert.ok(ranges.some((r) => r.start === layout.segmentOffset(3) && r.end === layout.segmentOffset(4) - 1));
+  });
+
+  test('identical content pushed twice is stored once', async () => {
+    const data = randomBytes(40_000);
+    await push(store, data);
+    await push(store, data, [10_000, 30_000]);
+    assert.equal((await filesUnder(join(dir, 'blobs'))).length, 1);
+    let records = 0;
+    for await (const r of rig.keys.list()) if (r.digest === digestOf(data)) records++;
+    assert.equal(records, 1);
+  });
+
+  test('chunks that end inside a segment are sealed again and the blob reads back whole', async () => {
+    const data = randomBytes(5 * SEG + 77);
+    const digest = await push(store, data, [1, SEG - 1, 1000, 2 * SEG, 17, data.length - 3 * SEG - 1017]);
+    assert.ok((await store.readAll(digest)).equals(data));
+    assert.ok((await collect(await store.read(digest, { start: SEG - 3, end: 3 * SEG + 4 }))).equals(data.subarray(SEG - 3, 3 * SEG + 5)));
+  });
+
+  test('a session survives a restart, and a torn last segment is cut back to a whole one', async () => {
+    const data = randomBytes(3 * SEG + 500);
+    const id = randomUUID();
+    await store.startUpload(id, 'team/app');
+    await store.appendUpload(id, bodyOf(data.subarray(0, 2 * SEG + 100)));
+    await store.close();
+    store = rig.store(await new FsBlobStore(dir).init(), SEG);
+    assert.equal((await store.getUpload(id))?.size, 2 * SEG + 100);
+    await store.appendUpload(id, bodyOf(data.subarray(2 * SEG + 100)), { offset: 2 * SEG + 100 });
+    await store.close();
+    // A crash mid-write leaves a few bytes of a segment that never completed.
+    await writeFile(join(dir, 'uploads', id, 'data'), randomBytes(9), { flag: 'a' });
+    store = rig.store(await new FsBlobStore(dir).init(), SEG);
+    assert.equal((await store.getUpload(id))?.size, 3 * SEG, 'cut back to the last whole segment');
+    await store.appendUpload(id, bodyOf(data.subarray(3 * SEG)), { offset: 3 * SEG });
+    assert.deepEqual(await store.commitUpload(id, digestOf(data)), { digest: digestOf(data), size: data.length });
+    assert.ok((await store.readAll(digestOf(data))).equals(data));
+  });
+});
+
+describe('EncryptingBlobStore and its key-encryption key', () => {
+  let rig: EncryptionRig;
+  let store: EncryptingBlobStore;
+  beforeEach(async () => {
+    rig = await encryptionRig({ cacheMs: 60_000 });
+    store = rig.store(new MemoryBlobStore(), SEG);
+  });
+
+  test('a disabled key fails closed once the cache lifetime has passed; enabling it restores service', async () => {
+    const data = randomBytes(50_000);
+    const digest = await push(store, data);
+    await rig.vault.setEnabled(OPERATOR, KEK, false);
+    assert.ok((await store.readAll(digest)).equals(data), 'served from the cached data key');
+    await rejectsWithCode(store.startUpload(randomUUID(), 'team/app'), 'UNAVAILABLE');
+    rig.clock += 60_001;
+    await rejectsWithCode(store.readAll(digest), 'UNAVAILABLE');
+    assert.match(rig.ring.health().error ?? '', /KEY_DISABLED/);
+    await rig.vault.setEnabled(OPERATOR, KEK, true);
+    assert.ok((await store.readAll(digest)).equals(data));
+    assert.equal(rig.ring.health().ok, true);
+  });
+
+  test('an upload in progress stops when its key is revoked', async () => {
+    const id = randomUUID();
+    await store.startUpload(id, 'team/app');
+    await store.appendUpload(id, bodyOf(randomBytes(1000)));
+    await rig.vault.softDelete(OPERATOR, KEK);
+    rig.clock += 60_001;
+    await rejectsWithCode(store.appendUpload(id, bodyOf(randomBytes(1000))), 'UNAVAILABLE');
+    await rig.vault.recover(OPERATOR, KEK);
+    assert.equal(await store.appendUpload(id, bodyOf(randomBytes(1000))), 2000);
+  });
+
+  test('with a cache lifetime of 0 every read asks the vault', async () => {
+    rig = await encryptionRig({ cacheMs: 0 });
+    store = rig.store(new MemoryBlobStore(), SEG);
+    const digest = await push(store, randomBytes(100));
+    const before = rig.events.filter((e) => e.op === 'unwrapKey').length;
+    await store.readAll(digest);
+    await store.readAll(digest);
+    assert.equal(rig.events.filter((e) => e.op === 'unwrapKey').length - before, 2);
+  });
+
+  test('a blob wrapped under an older key version still reads after the key rotates', async () => {
+    const data = randomBytes(20_000);
+    const digest = await push(store, data);
+    await rig.vault.rotateKey(OPERATOR, KEK);
+    rig.ring.clear();
+    assert.ok((await store.readAll(digest)).equals(data));
+    const second = randomBytes(100);
+    await push(store, second);
+    const versions = (await rig.vault.listVersions(OPERATOR, KEK)).map((v) => v.version);
+    assert.equal((await rig.keys.get('blob', digestOf(second)))?.kek.version, versions[1]);
+    assert.equal((await rig.keys.get('blob', digest))?.kek.version, versions[0]);
+  });
+});
