@@ -20,6 +20,7 @@ export {
 } from './key-vault.js';
 export { MemoryKeyVault, type KeyVaultOptions } from './memory-key-vault.js';
 export { LocalKeyVault, type LocalKeyVaultOptions } from './local-key-vault.js';
+export { AzureKeyVault, type AzureKeyVaultOptions } from './azure-key-vault.js';
 export { DEFAULT_PKCS11_MODULE, Pkcs11KeyVault, type Pkcs11KeyVaultOptions } from './pkcs11-key-vault.js';
 export type { TokenSelector } from './pkcs11-session.js';
 export type { PinSource } from './pkcs11-state.js';
