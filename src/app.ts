@@ -10,9 +10,10 @@ import { AuthService, CachingAuthStore, MemoryAuthStore, SqliteAuthStore, type A
 import type { Config } from './config/index.js';
 import { createHttpServer } from './http/index.js';
 import { createRegistry, type Registry } from './registry/index.js';
+import { checkHealth } from './registry/health.js';
 import { adminRoutes, distributionRoutes, oauthRoutes } from './routes/index.js';
 import { createBlobStore, createMetadataStore, type BlobStore, type MetadataStore } from './storage/index.js';
-import { createEncryption, keyVaultAudit, type Encryption } from './encryption/index.js';
+import { Rotator, assertNotEncrypted, createEncryption, keyVaultAudit, type Encryption } from './encryption/index.js';
 import type { KeyVault } from './keyvault/index.js';
 
 export interface App {
@@ -37,6 +38,16 @@ export interface AppDeps {
   authStore?: AuthStore;
   /** the key vault to use instead of the configured one */
   keyVault?: KeyVault;
+}
+
+function autoRotate(rotator: Rotator, log: FastifyInstance['log']): void {
+  void (async () => {
+    const target = await rotator.resolveTarget();
+    if ((await rotator.pending(target)) === 0) return;
+    log.info({ target }, 'data keys are not all wrapped by the current key-encryption key version: rotating');
+    const p = await (await rotator.start()).done;
+    log.info({ target, rewrapped: p.rewrapped, failed: p.failed, error: p.error }, 'finished re-wrapping data keys');
+  })().catch((err: unknown) => log.error({ err }, 'failed to check or rotate the key-encryption key'));
 }
 
 const BOOTSTRAP_FILE = 'bootstrap-credentials.json';
@@ -66,16 +77,25 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
   if (config.encryption.enabled) {
     encryption = await createEncryption(config, {
       audit: keyVaultAudit(bus),
-      persistent: config.storage.blobDriver === 'filesystem',
+      // data keys live as long as the content they open: blobs on disk or manifests in SQLite
+      persistent: config.storage.blobDriver === 'filesystem' || config.storage.metadataDriver === 'sqlite',
       ...(deps.keyVault !== undefined ? { vault: deps.keyVault } : {}),
     });
   } else {
-    http.log.warn('encryption at rest is OFF (encryption.enabled=false): blobs are stored in plaintext.');
+    assertNotEncrypted(config);
+    http.log.warn('encryption at rest is OFF (encryption.enabled=false): blobs and manifests are stored in plaintext.');
   }
   const blobs = encryption === undefined ? plainBlobs : encryption.wrap(plainBlobs);
-  const meta = deps.meta ?? (await createMetadataStore(config.storage.metadataDriver, config.dataDir));
+  const rotator = encryption === undefined ? undefined : new Rotator(encryption.keys, encryption.ring, config.encryption.identity);
+  await rotator?.restoreTarget();
+  const plainMeta = deps.meta ?? (await createMetadataStore(config.storage.metadataDriver, config.dataDir));
+  // Manifest bodies and annotations are sealed like blobs (issue 4).
+  const meta = encryption === undefined ? plainMeta : encryption.wrapMeta(plainMeta);
   const audit = config.audit.file === '' ? undefined : new AuditLog(config.audit.file, bus);
-  const registry = createRegistry({ blobs, meta, bus, config });
+  // No decrypted manifest is kept in memory: it would outlive a revoked key's data-key cache
+  // entry. Each GET opens the sealed body with the (cached) data key instead.
+  const manifestCacheTtlMs = encryption === undefined ? undefined : 0;
+  const registry = createRegistry({ blobs, meta, bus, config, manifestCacheTtlMs });
 
   let auth: AuthService | undefined;
   let bootstrap: { username: string; password: string } | undefined;
@@ -108,7 +128,23 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
       http.log.warn('the bootstrap admin is enabled (compliance finding BOOTSTRAP_ADMIN_ENABLED): assign an Owner, then `bulwark admin disable`');
     }
     oauthRoutes(http, auth);
-    adminRoutes(http, auth, config.externalUrl);
+    const ring = encryption?.ring;
+    adminRoutes(http, auth, config.externalUrl, {
+      encryption: rotator === undefined || ring === undefined ? undefined : { ring, rotator },
+      health: () =>
+        checkHealth({
+          meta,
+          blobs,
+          probeKey:
+            ring === undefined
+              ? undefined
+              : () =>
+                  ring.probe().catch((e: unknown) => {
+                    // the vault's own code and words: what an operator needs to act on
+                    throw new Error(ring.health().error ?? (e instanceof Error ? e.message : String(e)));
+                  }),
+        }),
+    });
   } else {
     http.log.warn('authentication is OFF (auth.enabled=false): every request is served to anyone. Never run like this outside an isolated test.');
   }
@@ -129,6 +165,13 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
   }, 30_000);
   expiry.unref();
 
+  // A new version of an unversioned KEK is adopted within rotationCheckSeconds: every data key
+  // is re-wrapped under it. The same check resumes a rotation a crash interrupted.
+  const rotationCheck = setInterval(() => {
+    if (rotator !== undefined) autoRotate(rotator, http.log);
+  }, config.encryption.rotationCheckSeconds * 1000);
+  rotationCheck.unref();
+
   let closing: Promise<void> | undefined;
   return {
     http,
@@ -144,6 +187,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
         clearInterval(purge);
         clearInterval(upkeep);
         clearInterval(expiry);
+        clearInterval(rotationCheck);
         await http.close();
         await audit?.close();
         await blobs.close();

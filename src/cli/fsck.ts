@@ -15,9 +15,11 @@ export function registerFsck(program: Command): void {
       const bus = new EventBus();
       const audit = config.audit.file === '' ? undefined : new AuditLog(config.audit.file, bus);
       const plain = await createBlobStore(config.storage.blobDriver, config.dataDir);
+      if (!config.encryption.enabled) (await import('../encryption/index.js')).assertNotEncrypted(config);
       const encryption = config.encryption.enabled ? await createEncryption(config, { audit: keyVaultAudit(bus), persistent: true }) : undefined;
       const blobs = encryption?.wrap(plain) ?? plain;
-      const meta = await createMetadataStore(config.storage.metadataDriver, config.dataDir);
+      const plainMeta = await createMetadataStore(config.storage.metadataDriver, config.dataDir);
+      const meta = encryption?.wrapMeta(plainMeta) ?? plainMeta;
       try {
         const report = await fsck(blobs, meta, { repair: opts.repair === true });
         if (opts.json === true) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);

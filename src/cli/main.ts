@@ -12,6 +12,8 @@ import { registerFederation } from './federation.js';
 import { registerService } from './service.js';
 import { registerAccess } from './access.js';
 import { registerAdmin } from './admin.js';
+import { registerEncryption } from './encryption.js';
+import { registerCheckHealth } from './check-health.js';
 
 const program = new Command('bulwark').description('Bulwark: a zero-trust OCI container registry');
 registerServe(program);
@@ -26,6 +28,8 @@ registerFederation(program);
 registerService(program);
 registerAccess(program);
 registerAdmin(program);
+registerEncryption(program);
+registerCheckHealth(program);
 try {
   await program.parseAsync(process.argv);
 } catch (e) {

@@ -126,6 +126,8 @@ export function loadConfig(sources: LoadSources = {}): Config {
   const local = (out.encryption as { local: { dir: string; masterKeyFile: string } }).local;
   local.dir = resolve(local.dir.replace('${dataDir}', dataDir));
   local.masterKeyFile = resolve(local.masterKeyFile.replace('${dataDir}', dataDir));
+  const pkcs11 = (out.encryption as { pkcs11: { stateDir: string } }).pkcs11;
+  pkcs11.stateDir = resolve(pkcs11.stateDir.replace('${dataDir}', dataDir));
   const key = (out.encryption as { key: string }).key;
   if (!/^[0-9A-Za-z-]{1,127}(\/[0-9A-Za-z._-]{1,128})?$/.test(key)) problems.push('encryption.key (BULWARK_ENCRYPTION_KEY): expected <name> or <name>/<version> (letters, digits and dashes)');
   if (problems.length > 0) throw new ConfigError(problems);

@@ -68,7 +68,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'auth.failures.perAddress', env: 'BULWARK_AUTH_FAILURES_PER_ADDRESS', type: 'integer', min: 1, max: 100000, default: 50, doc: 'Failed sign-ins allowed per source address (any identity) within the window.' },
   { key: 'auth.failures.windowSeconds', env: 'BULWARK_AUTH_FAILURES_WINDOW_SECONDS', type: 'integer', min: 1, max: 86400, default: 300, doc: 'Window over which failed sign-ins are counted.' },
   { key: 'auth.oidc.userIssuers', env: 'BULWARK_AUTH_OIDC_USER_ISSUERS', type: 'list', default: '', doc: 'OpenID Connect providers whose ID tokens people may exchange at `/oauth2/exchange`: comma-separated `<issuer URL>=<audience>`. The person is `user:<sub>@<issuer>`.', item: issuerPair },
-  { key: 'encryption.enabled', env: 'BULWARK_ENCRYPTION_ENABLED', type: 'boolean', default: true, doc: 'Encrypt every stored blob (envelope encryption, docs/encryption.md). `false` stores plaintext and logs a warning at every start.' },
+  { key: 'encryption.enabled', env: 'BULWARK_ENCRYPTION_ENABLED', type: 'boolean', default: true, doc: 'Encrypt every stored blob, manifest body and annotation (envelope encryption, docs/encryption.md). `false` stores plaintext and logs a warning at every start; it is refused on a data folder that holds encrypted content.' },
   { key: 'encryption.vault', env: 'BULWARK_ENCRYPTION_VAULT', type: 'enum', values: ['local', 'pkcs11', 'azure'], default: 'local', doc: 'Where the key-encryption key lives: `local` (the embedded vault under the data folder, a service-managed key), `pkcs11` (an HSM), `azure` (Azure Key Vault).' },
   { key: 'encryption.key', env: 'BULWARK_ENCRYPTION_KEY', type: 'string', default: 'bulwark-kek', doc: 'The key-encryption key: `<name>` (its newest version, followed automatically) or `<name>/<version>` (pinned). The local vault creates it on first start.' },
   { key: 'encryption.identity', env: 'BULWARK_ENCRYPTION_IDENTITY', type: 'string', default: 'bulwark-registry', doc: 'The identity the registry presents to the key vault (needs `get`, `wrapKey` and `unwrapKey`).' },
@@ -79,6 +79,13 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'encryption.local.masterKeyFile', env: 'BULWARK_ENCRYPTION_LOCAL_MASTER_KEY_FILE', type: 'string', default: '${dataDir}/master.key', doc: 'File holding the embedded vault\'s master key (created on first start, mode 0600; refused if others can read it). Keep a copy apart from the data: without it the data cannot be read.' },
   { key: 'encryption.local.masterKeyEnv', env: 'BULWARK_ENCRYPTION_LOCAL_MASTER_KEY_ENV', type: 'string', default: '', doc: 'When set, the name of an environment variable holding the master key (base64 of 32 bytes) instead of the file.' },
   { key: 'encryption.local.keySize', env: 'BULWARK_ENCRYPTION_LOCAL_KEY_SIZE', type: 'enum', values: ['2048', '3072', '4096'], default: '3072', doc: 'RSA modulus size of a key the local vault creates.' },
+  { key: 'encryption.pkcs11.module', env: 'BULWARK_ENCRYPTION_PKCS11_MODULE', type: 'string', default: '/usr/lib/softhsm/libsofthsm2.so', doc: 'PKCS#11 library of the HSM (`encryption.vault=pkcs11`).' },
+  { key: 'encryption.pkcs11.token', env: 'BULWARK_ENCRYPTION_PKCS11_TOKEN', type: 'string', default: 'bulwark', doc: 'Label of the HSM token holding the key-encryption key.' },
+  { key: 'encryption.pkcs11.pinEnv', env: 'BULWARK_ENCRYPTION_PKCS11_PIN_ENV', type: 'string', default: 'BULWARK_HSM_PIN', doc: 'Name of the environment variable holding the token\'s user PIN (the PIN itself is never an option).' },
+  { key: 'encryption.pkcs11.pinFile', env: 'BULWARK_ENCRYPTION_PKCS11_PIN_FILE', type: 'string', default: '', doc: 'When set, a file (mode 0600) holding the user PIN, instead of `pinEnv`.' },
+  { key: 'encryption.pkcs11.stateDir', env: 'BULWARK_ENCRYPTION_PKCS11_STATE_DIR', type: 'string', default: '${dataDir}/hsm-state', doc: 'Folder of the HSM vault\'s key metadata (versions, soft delete), signed by a key on the token.' },
+  { key: 'encryption.pkcs11.allowRawRsa', env: 'BULWARK_ENCRYPTION_PKCS11_ALLOW_RAW_RSA', type: 'boolean', default: false, doc: 'For tokens without RSA-OAEP-256 (SoftHSM2 2.6): the token does raw RSA and the host does OAEP padding. The private key then also allows raw RSA.' },
+  { key: 'encryption.azure.vaultUrl', env: 'BULWARK_ENCRYPTION_AZURE_VAULT_URL', type: 'string', default: '', doc: 'Azure Key Vault URL (`encryption.vault=azure`), `https://<name>.vault.azure.net`; credentials from the environment, workload identity or managed identity. Not tested against Azure itself (docs/keyvault-azure.md).' },
   { key: 'log.level', env: 'BULWARK_LOG_LEVEL', type: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', doc: 'Server log level (structured JSON on stdout).' },
 ];
 
@@ -119,6 +126,8 @@ export interface Config {
     readonly dataKeyCacheSeconds: number;
     readonly rotationCheckSeconds: number;
     readonly local: { readonly dir: string; readonly masterKeyFile: string; readonly masterKeyEnv: string; readonly keySize: '2048' | '3072' | '4096' };
+    readonly pkcs11: { readonly module: string; readonly token: string; readonly pinEnv: string; readonly pinFile: string; readonly stateDir: string; readonly allowRawRsa: boolean };
+    readonly azure: { readonly vaultUrl: string };
   };
   readonly log: { readonly level: string };
 }

@@ -13,7 +13,7 @@
 import { createDigester, digestAlgorithm, digestOf, registryError, type Digest, type DigestAlgorithm } from '../oci/index.js';
 import { Readable, pipeline } from 'node:stream';
 import { pipeline as pipelineAsync } from 'node:stream/promises';
-import type { AppendOptions, BlobCheck, BlobInfo, BlobStore, ByteRange, UploadInfo } from '../storage/index.js';
+import { isRecycling, type AppendOptions, type BlobCheck, type BlobInfo, type BlobStore, type ByteRange, type UploadInfo } from '../storage/index.js';
 import type { DataKeyRecord, DataKeyStore } from './data-key-store.js';
 import {
   Layout,
@@ -121,6 +121,7 @@ export class EncryptingBlobStore implements BlobStore {
         take: end - start + 1,
         terminator: toEnd ? digest : undefined,
         headerLength: withHeader ? rec.headerLength : undefined,
+        recycle: isRecycling(source) ? (c) => source.recycle(c) : undefined,
       });
       decrypt.once('close', () => key.fill(0));
       return pipeline(source, decrypt, () => undefined);

@@ -110,6 +110,21 @@ export class KeyRing {
     }
   }
 
+  /**
+   * Asks the vault for a round trip with the target KEK (wrap, then unwrap, 32 random bytes), as
+   * `bulwark check-health` does; throws UNAVAILABLE with the vault's code when it fails.
+   */
+  async probe(): Promise<void> {
+    const t = this.target;
+    const probe = randomBytes(DATA_KEY_BYTES);
+    const w = await this.call(() => this.vault(t.vault).wrapKey(this.o.identity, t.name, t.version, probe));
+    const back = await this.call(() => this.vault(t.vault).unwrapKey(this.o.identity, w.keyId, w.wrapped));
+    const same = back.equals(probe);
+    back.fill(0);
+    probe.fill(0);
+    if (!same) throw registryError('UNAVAILABLE', 'the key vault unwrapped a probe to different bytes');
+  }
+
   forget(cacheId: string): void {
     this.evict(cacheId);
   }

@@ -1,17 +1,19 @@
 /**
  * Builds envelope encryption from validated configuration: the key vault (chosen by name from a
- * typed table, STYLE rule 5), the data-key store, the key ring, and the decorator that wraps the
- * blob store. The embedded local vault is the registry's own (a service-managed key): the
+ * typed table, STYLE rule 5), the data-key store, the key ring, and the decorators that wrap the
+ * blob store and the metadata store (manifest bodies and annotations). The embedded local vault is the registry's own (a service-managed key): the
  * registry may manage it and creates its key on first start. Any other vault holds a
  * customer-managed key that must exist already; the registry only gets, wraps and unwraps.
  */
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { LocalKeyVault, MemoryKeyVault, isKeyVaultError, type KeySize, type KeyVault, type KeyVaultAudit } from '../keyvault/index.js';
+import { AzureKeyVault, LocalKeyVault, MemoryKeyVault, Pkcs11KeyVault, isKeyVaultError, type KeySize, type KeyVault, type KeyVaultAudit } from '../keyvault/index.js';
 import type { Config } from '../config/index.js';
 import type { EventBus } from '../audit/index.js';
-import type { BlobStore } from '../storage/index.js';
+import type { BlobStore, MetadataStore } from '../storage/index.js';
 import type { DataKeyStore } from './data-key-store.js';
 import { EncryptingBlobStore } from './encrypting-blob-store.js';
+import { EncryptingMetadataStore } from './encrypting-metadata-store.js';
 import { KeyRing } from './key-ring.js';
 import { MemoryDataKeyStore } from './memory-data-key-store.js';
 import { SqliteDataKeyStore } from './sqlite-data-key-store.js';
@@ -25,6 +27,8 @@ export interface Encryption {
   /** the configured key: name, and version when pinned */
   readonly key: { readonly vault: VaultDriver; readonly name: string; readonly version?: string | undefined };
   wrap(inner: BlobStore): BlobStore;
+  /** manifest bodies and annotations, sealed under the same vault, data-key store and ring */
+  wrapMeta(inner: MetadataStore): MetadataStore;
   close(): Promise<void>;
 }
 
@@ -66,8 +70,23 @@ const vaultDrivers: Record<VaultDriver, VaultFactory> = {
       masterKey: local.masterKeyEnv !== '' ? { env: local.masterKeyEnv } : { file: local.masterKeyFile },
     });
   },
-  pkcs11: () => Promise.reject(new Error('encryption.vault=pkcs11 is not available in this build yet')),
-  azure: () => Promise.reject(new Error('encryption.vault=azure is not available in this build yet')),
+  // Customer-managed keys: the registry gets, wraps and unwraps; the operator manages the key.
+  pkcs11: async (config, deps) => {
+    const o = config.encryption.pkcs11;
+    return Pkcs11KeyVault.open({
+      audit: deps.audit,
+      accessPolicies: { [config.encryption.identity]: ['get', 'wrapKey', 'unwrapKey'] },
+      modulePath: o.module,
+      token: { label: o.token },
+      pin: o.pinFile !== '' ? { file: o.pinFile } : { env: o.pinEnv },
+      stateDir: o.stateDir,
+      allowRawRsa: o.allowRawRsa,
+    });
+  },
+  azure: async (config, deps) => {
+    if (config.encryption.azure.vaultUrl === '') throw new Error('encryption.vault=azure needs encryption.azure.vaultUrl');
+    return AzureKeyVault.open({ vaultUrl: config.encryption.azure.vaultUrl, audit: deps.audit, identity: config.encryption.identity });
+  },
 };
 
 function parseKey(config: Config): Encryption['key'] {
@@ -88,6 +107,16 @@ async function ensureKey(vault: KeyVault, config: Config, key: Encryption['key']
   }
 }
 
+/**
+ * Refuses to run without encryption on a data folder that holds encrypted content: clients would
+ * be served ciphertext, and `fsck --repair` would throw away every record as corrupt.
+ */
+export function assertNotEncrypted(config: Config): void {
+  if (existsSync(join(config.dataDir, 'data-keys.db'))) {
+    throw new Error(`${config.dataDir} holds encrypted content (data-keys.db): encryption.enabled=false cannot serve it. Turn encryption back on.`);
+  }
+}
+
 export async function createEncryption(config: Config, deps: EncryptionDeps): Promise<Encryption> {
   const key = parseKey(config);
   const vault = deps.vault ?? (await vaultDrivers[key.vault](config, deps));
@@ -97,8 +126,13 @@ export async function createEncryption(config: Config, deps: EncryptionDeps): Pr
     await vault.close();
     throw e;
   }
-  const vaults = new Map([[key.vault, vault]]);
+  const vaults = new Map<string, KeyVault>([[key.vault, vault]]);
   const keys: DataKeyStore = deps.persistent ? new SqliteDataKeyStore(join(config.dataDir, 'data-keys.db')) : new MemoryDataKeyStore();
+  // Moving off the embedded vault: data keys it wrapped stay readable (and can be re-wrapped by
+  // `bulwark encryption rotate`) as long as its files are here, so open it beside the new one.
+  if (deps.persistent && deps.vault === undefined && key.vault !== 'local' && (await keys.countByKey()).some((c) => c.kek.vault === 'local')) {
+    vaults.set('local', await vaultDrivers.local(config, deps));
+  }
   const ring = new KeyRing({ vaults, identity: config.encryption.identity, target: key, cacheMs: config.encryption.dataKeyCacheSeconds * 1000 });
   return {
     ring,
@@ -106,10 +140,11 @@ export async function createEncryption(config: Config, deps: EncryptionDeps): Pr
     vaults,
     key,
     wrap: (inner) => new EncryptingBlobStore({ inner, keys, ring, segmentSize: config.encryption.segmentBytes }),
+    wrapMeta: (inner) => new EncryptingMetadataStore({ inner, keys, ring, segmentSize: config.encryption.segmentBytes }),
     close: async () => {
       ring.clear();
       await keys.close();
-      await vault.close();
+      for (const v of vaults.values()) await v.close();
     },
   };
 }

@@ -13,6 +13,11 @@ export interface RegistryDeps {
   readonly meta: MetadataStore;
   readonly bus: EventBus;
   readonly config: Config;
+  /**
+   * How long a decrypted manifest body may be served from memory (ms); undefined: until evicted.
+   * With encryption at rest the composition root sets the data-key cache lifetime here.
+   */
+  readonly manifestCacheTtlMs?: number | undefined;
 }
 
 type EventFields = Omit<RegistryEvent, 'type' | 'time' | 'client' | 'outcome' | 'error'>;

@@ -1,33 +1,66 @@
 import type { Digest } from '../oci/index.js';
 
+export interface ManifestCacheOptions {
+  /**
+   * How long an entry may be served, in ms; undefined: until evicted, 0: nothing is cached. With
+   * encryption at rest this is the data-key cache lifetime: a cached plaintext body must not
+   * outlive the key that decrypted it, or revoking the key would not stop its manifests.
+   */
+  readonly ttlMs?: number | undefined;
+  readonly now?: () => number;
+}
+
+interface Entry {
+  readonly body: Buffer;
+  readonly expires: number;
+}
+
 /**
  * A byte-bounded LRU of manifest bodies by digest. Content-addressed, so an entry is never stale;
  * whether a repository may serve it is decided by the metadata lookup before the cache is asked.
  */
 export class ManifestCache {
-  private readonly entries = new Map<Digest, Buffer>();
+  private readonly entries = new Map<Digest, Entry>();
   private bytes = 0;
+  private readonly ttlMs: number;
+  private readonly now: () => number;
 
-  constructor(private readonly maxBytes: number) {}
+  constructor(
+    private readonly maxBytes: number,
+    o: ManifestCacheOptions = {},
+  ) {
+    this.ttlMs = o.ttlMs ?? Infinity;
+    this.now = o.now ?? Date.now;
+  }
 
   get(d: Digest): Buffer | undefined {
-    const b = this.entries.get(d);
-    if (b !== undefined) {
-      // refresh recency: Map keeps insertion order
-      this.entries.delete(d);
-      this.entries.set(d, b);
+    const e = this.entries.get(d);
+    if (e === undefined) return undefined;
+    this.entries.delete(d);
+    if (e.expires <= this.now()) {
+      this.bytes -= e.body.length;
+      return undefined;
     }
-    return b;
+    // refresh recency (Map keeps insertion order); the expiry stays where it was
+    this.entries.set(d, e);
+    return e.body;
   }
 
   set(d: Digest, b: Buffer): void {
-    if (b.length > this.maxBytes || this.entries.has(d)) return;
-    this.entries.set(d, b);
+    if (this.ttlMs <= 0 || b.length > this.maxBytes) return;
+    const now = this.now();
+    const old = this.entries.get(d);
+    if (old !== undefined && old.expires > now) return;
+    if (old !== undefined) {
+      this.entries.delete(d);
+      this.bytes -= old.body.length;
+    }
+    this.entries.set(d, { body: b, expires: now + this.ttlMs });
     this.bytes += b.length;
     for (const [k, v] of this.entries) {
       if (this.bytes <= this.maxBytes) break;
       this.entries.delete(k);
-      this.bytes -= v.length;
+      this.bytes -= v.body.length;
     }
   }
 }

@@ -21,9 +21,11 @@ function parseReference(reference: string): { digest: Digest } | { tag: string }
 }
 
 export class ManifestService {
-  private readonly cache = new ManifestCache(32 * 1024 * 1024);
+  private readonly cache: ManifestCache;
 
-  constructor(private readonly deps: RegistryDeps) {}
+  constructor(private readonly deps: RegistryDeps) {
+    this.cache = new ManifestCache(32 * 1024 * 1024, { ttlMs: deps.manifestCacheTtlMs });
+  }
 
   /** Resolve a tag or digest to the manifest record; MANIFEST_UNKNOWN when absent. */
   async resolve(repository: string, reference: string): Promise<ManifestRecord> {

@@ -5,7 +5,7 @@
  */
 import { digestAlgorithm, digestOf, isRegistryError, parseManifest, type Digest } from '../oci/index.js';
 import type { BlobStore } from './blob-store.js';
-import type { MetadataStore } from './metadata-store.js';
+import type { ManifestRecord, MetadataStore } from './metadata-store.js';
 
 export type FsckProblemKind =
   | 'corrupt-blob'
@@ -78,9 +78,19 @@ export async function fsck(blobs: BlobStore, meta: MetadataStore, opts: { repair
 
 /** A manifest's bytes must hash to its digest, parse, and reference only content its repository holds. */
 async function checkManifest(blobs: BlobStore, meta: MetadataStore, repository: string, digest: Digest, repair: boolean): Promise<FsckProblem[]> {
-  const record = await meta.getManifest(repository, digest);
-  if (record === undefined) return [];
-  const body = await meta.manifestBody(digest);
+  let record: ManifestRecord | undefined;
+  let body: Buffer | undefined;
+  try {
+    record = await meta.getManifest(repository, digest);
+    if (record === undefined) return [];
+    body = await meta.manifestBody(digest);
+  } catch (e) {
+    // An encrypting store refuses content that fails authentication with this code; any other
+    // failure (a key vault that is unavailable, I/O) says nothing about the content: fsck stops.
+    if ((e as { code?: unknown }).code !== 'STORED_CONTENT_INVALID') throw e;
+    if (repair) await meta.deleteManifest(repository, digest);
+    return [{ kind: 'corrupt-manifest', digest, repository, message: `${repository} has a manifest that fails verification: ${(e as Error).message}`, repaired: repair }];
+  }
   if (body === undefined || digestOf(body, digestAlgorithm(digest)) !== digest) {
     // unrecoverable: the record cannot be served correctly, so repair removes it
     if (repair) await meta.deleteManifest(repository, digest);

@@ -87,11 +87,11 @@ export interface TargetServer extends RunningServer {
 }
 
 /** Start the registry under test on loopback (Bulwark's built CLI, or Distribution). */
-export async function startTarget(): Promise<TargetServer> {
+export async function startTarget(opts: { env?: Record<string, string> } = {}): Promise<TargetServer> {
   const verbose = process.env.E2E_VERBOSE === '1';
   if (e2eTarget() === 'distribution') return { ...(await startDistribution({ verbose })), admin: undefined };
   const auth = e2eAuth();
-  const server = await startServer({ verbose, auth });
+  const server = await startServer({ verbose, auth, ...(opts.env !== undefined ? { env: opts.env } : {}) });
   try {
     return { ...server, admin: auth ? await bootstrapCredentials(server.dataDir) : undefined };
   } catch (e) {

@@ -98,6 +98,23 @@ describe('bulwark admin CLI', () => {
     assert.match(await fails(['access', 'request', '--role', 'Reader', '--duration', 'soon', '--justification', 'because I can']), /^bulwark: invalid duration soon/);
   });
 
+  test('encryption status and rotate --new-version: the key version moves and the data keys follow', async () => {
+    interface Status {
+      target: { version: string };
+      dataKeys: { kek: { version: string }; count: number }[];
+    }
+    const before = JSON.parse(await ok(['encryption', 'status', '--json'])) as Status;
+    assert.match(await ok(['encryption', 'status']), /key-encryption key: local:bulwark-kek\/\S+ \(follows the newest version\)\n.*ok/);
+    const rotated = JSON.parse(await ok(['encryption', 'rotate', '--new-version', '--json'])) as { target: { version: string }; failed: number; finishedAt?: string };
+    assert.notEqual(rotated.target.version, before.target.version, 'a new key version');
+    assert.equal(rotated.failed, 0);
+    assert.ok(rotated.finishedAt !== undefined, 'the command waited for the rotation to finish');
+    assert.equal(await ok(['check-health']), 'OK METADATA\nOK BLOBS\nOK CMK\n');
+    const after = JSON.parse(await ok(['encryption', 'status', '--json'])) as Status;
+    assert.equal(after.target.version, rotated.target.version);
+    assert.ok(after.dataKeys.every((d) => d.kek.version === rotated.target.version), `every data key under the new version: ${JSON.stringify(after.dataKeys)}`);
+  });
+
   test('admin status shows the finding; admin disable turns the bootstrap admin off for good', async () => {
     const status = JSON.parse(await ok(['admin', 'status', '--json'])) as { admins: { enabled: boolean }[]; findings: { id: string }[] };
     assert.deepEqual(status.findings.map((f) => f.id), ['BOOTSTRAP_ADMIN_ENABLED']);

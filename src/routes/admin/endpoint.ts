@@ -5,6 +5,14 @@
  */
 import type { AccessClaims, AdminAction, Approver, AuthService } from '../../auth/index.js';
 import type { JsonSchema } from './schemas.js';
+import type { KeyRing, Rotator } from '../../encryption/index.js';
+import type { HealthReport } from '../../registry/health.js';
+
+/** What the encryption endpoints work with; absent when encryption is off. */
+export interface EncryptionAdmin {
+  readonly ring: KeyRing;
+  readonly rotator: Rotator;
+}
 
 /** `identity`: any signed-in identity (e.g. asking for just-in-time access); else `registry:admin:<action>`. */
 export type Need = 'identity' | AdminAction;
@@ -17,6 +25,15 @@ export interface Call<B, P, Q> {
   /** the caller, for the audit record and `createdBy` */
   readonly actor: Approver;
   readonly auth: AuthService;
+  readonly encryption: EncryptionAdmin | undefined;
+  /** runs the health checks (registry/health.ts) */
+  readonly health: () => Promise<HealthReport>;
+}
+
+/** What the composition root hands the admin API besides the auth service. */
+export interface AdminServices {
+  readonly encryption?: EncryptionAdmin | undefined;
+  readonly health: () => Promise<HealthReport>;
 }
 
 export interface Endpoint<B = unknown, P = unknown, Q = unknown> {

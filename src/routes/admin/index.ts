@@ -13,14 +13,16 @@ import type { AccessClaims, AuthService } from '../../auth/index.js';
 import { clientInfo, handleError } from '../../http/index.js';
 import { registryError } from '../../oci/index.js';
 import { accessEndpoints } from './access.js';
-import type { Endpoint } from './endpoint.js';
+import type { AdminServices, Endpoint } from './endpoint.js';
+import { healthEndpoints } from './health.js';
+import { encryptionEndpoints } from './encryption.js';
 import { AdminGate } from './gate.js';
 import { federationEndpoints, roleEndpoints, serviceEndpoints } from './identities.js';
 import { securityEndpoints } from './security.js';
 import { scopeMapEndpoints, tokenEndpoints } from './tokens.js';
 
 export { renderOpenApi, openApiDocument, toYaml } from './openapi.js';
-export type { Endpoint, Need } from './endpoint.js';
+export type { AdminServices, EncryptionAdmin, Endpoint, Need } from './endpoint.js';
 
 export const API_PREFIX = '/api/v1';
 const BODY_LIMIT = 64 * 1024;
@@ -33,10 +35,12 @@ export const ADMIN_ENDPOINTS: readonly Endpoint[] = [
   ...roleEndpoints,
   ...accessEndpoints,
   ...securityEndpoints,
+  ...encryptionEndpoints,
+  ...healthEndpoints,
 ];
 
 /** Mount the admin API (only when authentication is on: without it there is nobody to check). */
-export function adminRoutes(app: FastifyInstance, auth: AuthService, externalUrl: string): void {
+export function adminRoutes(app: FastifyInstance, auth: AuthService, externalUrl: string, services: AdminServices): void {
   void app.register(
     async (api) => {
       api.removeAllContentTypeParsers();
@@ -57,7 +61,7 @@ export function adminRoutes(app: FastifyInstance, auth: AuthService, externalUrl
       // fastify's own body errors, in words that fit this API; then the one error handler
       api.setErrorHandler((err: FastifyError, req, reply) => handleError(bodyError(err) ?? err, req, reply));
       const gate = new AdminGate(auth, externalUrl);
-      for (const e of ADMIN_ENDPOINTS) mount(api, e, gate, auth);
+      for (const e of ADMIN_ENDPOINTS) mount(api, e, gate, auth, services);
     },
     { prefix: API_PREFIX },
   );
@@ -65,7 +69,7 @@ export function adminRoutes(app: FastifyInstance, auth: AuthService, externalUrl
 
 const verified = new WeakMap<FastifyRequest, AccessClaims>();
 
-function mount(api: FastifyInstance, e: Endpoint, gate: AdminGate, auth: AuthService): void {
+function mount(api: FastifyInstance, e: Endpoint, gate: AdminGate, auth: AuthService, services: AdminServices): void {
   const body = e.body === undefined ? undefined : e.bodyOptional === true ? { ...e.body, type: ['object', 'null'] } : e.body;
   const schema: FastifySchema = {
     ...(e.params !== undefined ? { params: e.params } : {}),
@@ -85,7 +89,7 @@ function mount(api: FastifyInstance, e: Endpoint, gate: AdminGate, auth: AuthSer
       const claims = verified.get(req);
       if (claims === undefined) throw registryError('UNAUTHORIZED', 'authentication required');
       const actor = { principal: claims.sub, client: clientInfo(req), amr: claims.amr };
-      const result = await e.handle({ body: req.body, params: req.params, query: req.query, claims, actor, auth });
+      const result = await e.handle({ body: req.body, params: req.params, query: req.query, claims, actor, auth, encryption: services.encryption, health: services.health });
       void reply.code(e.status).header('Cache-Control', 'no-store');
       return e.status === 204 ? reply.send() : result;
     },

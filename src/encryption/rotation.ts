@@ -1,0 +1,162 @@
+/**
+ * Key rotation: re-wrap every data key under the target key-encryption key without touching
+ * blob bytes. Each record is unwrapped with the KEK version that wrapped it and wrapped again by
+ * the target, then written back with a compare-and-set (DataKeyStore.rewrap), so pushes, deletes
+ * and pulls go on meanwhile, and a crash loses nothing: whatever was not re-wrapped still is
+ * not, and the next run (or the automatic check) picks it up.
+ *
+ * One rotation runs at a time per process. Progress is observable while it runs (status), and
+ * the last run's summary is kept in the data-key store's settings.
+ */
+import type { DataKeyStore, KekCount, KekRef } from './data-key-store.js';
+import { sameKek } from './data-key-store.js';
+import type { KeyRing } from './key-ring.js';
+import { isKeyVaultError } from '../keyvault/index.js';
+import { registryError } from '../oci/index.js';
+
+/** How many records one page of the work list holds. */
+const PAGE = 200;
+const LAST_ROTATION = 'rotation.last';
+/** a KEK chosen with `rotate --key`, which outlives restarts (it overrides encryption.key) */
+const TARGET = 'rotation.target';
+const KEY_REF = /^([0-9A-Za-z-]{1,127})(?:\/([0-9A-Za-z._-]{1,128}))?$/;
+
+export interface RotationProgress {
+  readonly target: KekRef;
+  readonly startedAt: string;
+  /** records to re-wrap when the run started */
+  readonly total: number;
+  rewrapped: number;
+  /** records another writer changed first (deleted, or re-wrapped by a concurrent run) */
+  skipped: number;
+  /** records whose key could not be unwrapped or wrapped (left as they were) */
+  failed: number;
+  finishedAt?: string;
+  /** the first failure, in words (vault error code and message; never key material) */
+  error?: string;
+}
+
+export interface EncryptionStatus {
+  /** the KEK new data keys are wrapped by, resolved to its current version */
+  readonly target: KekRef;
+  /** whether the configured key follows the newest version */
+  readonly followsNewest: boolean;
+  readonly counts: readonly KekCount[];
+  readonly running?: RotationProgress;
+  readonly lastRotation?: RotationProgress;
+}
+
+export class Rotator {
+  private running: { progress: RotationProgress; done: Promise<RotationProgress> } | undefined;
+
+  constructor(
+    private readonly keys: DataKeyStore,
+    private readonly ring: KeyRing,
+    private readonly identity: string,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  /** Adopts the KEK a previous `rotate --key` chose, if any (call once at start). */
+  async restoreTarget(): Promise<void> {
+    const saved = await this.keys.getSetting(TARGET);
+    if (saved === undefined) return;
+    const t = JSON.parse(saved) as { vault: string; name: string; version?: string };
+    this.ring.retarget({ vault: t.vault, name: t.name, version: t.version });
+  }
+
+  /**
+   * Makes `key` (`<name>` or `<name>/<version>`, in the vault of the current target) the KEK new
+   * data keys are wrapped by, durably. The key must exist and be usable for wrapping.
+   */
+  async retarget(key: string): Promise<void> {
+    const m = KEY_REF.exec(key);
+    if (m === null) throw registryError('BAD_REQUEST', 'key: expected <name> or <name>/<version>');
+    const t = { vault: this.ring.targetKey.vault, name: m[1] as string, version: m[2] };
+    const info = await this.ring.vault(t.vault).getKey(this.identity, t.name, t.version).catch((e: unknown) => {
+      throw registryError('BAD_REQUEST', `key ${key}: ${isKeyVaultError(e) ? e.code : 'not usable'}`, { cause: e });
+    });
+    if (!info.enabled || info.deletedAt !== undefined) throw registryError('BAD_REQUEST', `key ${key} is disabled or deleted`);
+    await this.keys.setSetting(TARGET, JSON.stringify(t));
+    this.ring.retarget(t);
+  }
+
+  /**
+   * Creates a new version of the target KEK (a service-managed key's rotation; a customer-managed
+   * key is rotated in its own vault and picked up by the periodic check). Needs `manage`.
+   */
+  private async newVersion(): Promise<void> {
+    const t = this.ring.targetKey;
+    if (t.version !== undefined) throw registryError('BAD_REQUEST', `the key is pinned to version ${t.version}; a new version would not be used`);
+    await this.ring.vault(t.vault).rotateKey(this.identity, t.name).catch((e: unknown) => {
+      throw registryError('BAD_REQUEST', `cannot create a new version of ${t.name}: ${isKeyVaultError(e) ? e.code : 'vault error'}`, { cause: e });
+    });
+  }
+
+  /** The target KEK with its version resolved (the newest one unless pinned). */
+  async resolveTarget(): Promise<KekRef> {
+    const t = this.ring.targetKey;
+    const info = await this.ring.vault(t.vault).getKey(this.identity, t.name, t.version);
+    return { vault: t.vault, name: info.name, version: info.version };
+  }
+
+  async status(): Promise<EncryptionStatus> {
+    const last = await this.keys.getSetting(LAST_ROTATION);
+    return {
+      target: await this.resolveTarget(),
+      followsNewest: this.ring.targetKey.version === undefined,
+      counts: await this.keys.countByKey(),
+      ...(this.running !== undefined ? { running: { ...this.running.progress } } : {}),
+      ...(last !== undefined ? { lastRotation: JSON.parse(last) as RotationProgress } : {}),
+    };
+  }
+
+  /** Records not wrapped by the target (what a rotation would do now). */
+  async pending(target: KekRef): Promise<number> {
+    return (await this.keys.countByKey()).filter((c) => !sameKek(c.kek, target)).reduce((n, c) => n + c.count, 0);
+  }
+
+  /**
+   * Starts a rotation to the current target (or joins the one running) and returns its progress
+   * object, which the run keeps updating; `done` settles when it ends.
+   */
+  async start(opts: { key?: string | undefined; newVersion?: boolean | undefined } = {}): Promise<{ progress: RotationProgress; done: Promise<RotationProgress> }> {
+    if (this.running !== undefined) {
+      if (opts.key !== undefined || opts.newVersion === true) throw registryError('BAD_REQUEST', 'a rotation is running; change the key when it has finished');
+      return this.running;
+    }
+    if (opts.key !== undefined) await this.retarget(opts.key);
+    if (opts.newVersion === true) await this.newVersion();
+    const target = await this.resolveTarget();
+    const progress: RotationProgress = { target, startedAt: this.now().toISOString(), total: await this.pending(target), rewrapped: 0, skipped: 0, failed: 0 };
+    const done = this.run(progress).finally(() => {
+      this.running = undefined;
+    });
+    this.running = { progress, done };
+    return this.running;
+  }
+
+  private async run(p: RotationProgress): Promise<RotationProgress> {
+    let after: Parameters<DataKeyStore['listNotWrappedBy']>[2];
+    for (;;) {
+      const page = await this.keys.listNotWrappedBy(p.target, PAGE, after);
+      if (page.length === 0) break;
+      for (const rec of page) {
+        try {
+          const next = await this.ring.rewrap(rec.kek, rec.wrapped, p.target);
+          const ok = await this.keys.rewrap(rec.kind, rec.digest, { kek: rec.kek, wrapped: rec.wrapped }, { ...next, at: this.now().getTime() });
+          if (ok) p.rewrapped++;
+          else p.skipped++;
+        } catch (e) {
+          p.failed++;
+          p.error ??= `${rec.kind} ${rec.digest}: ${e instanceof Error ? e.message : String(e)}`;
+        }
+      }
+      const last = page[page.length - 1];
+      if (last === undefined) break;
+      after = { kind: last.kind, digest: last.digest };
+    }
+    p.finishedAt = this.now().toISOString();
+    await this.keys.setSetting(LAST_ROTATION, JSON.stringify(p));
+    return p;
+  }
+}
