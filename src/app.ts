@@ -86,7 +86,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
     http.log.warn('encryption at rest is OFF (encryption.enabled=false): blobs and manifests are stored in plaintext.');
   }
   const blobs = encryption === undefined ? plainBlobs : encryption.wrap(plainBlobs);
-  const rotator = encryption === undefined ? undefined : new Rotator(encryption.keys, encryption.ring, config.encryption.identity);
+  const rotator = encryption === undefined ? undefined : new Rotator(encryption.keys, encryption.ring, config.encryption.identity, `${config.encryption.vault}:${config.encryption.key}`);
   await rotator?.restoreTarget();
   const plainMeta = deps.meta ?? (await createMetadataStore(config.storage.metadataDriver, config.dataDir));
   // Manifest bodies and annotations are sealed like blobs (issue 4).

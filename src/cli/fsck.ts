@@ -17,6 +17,11 @@ export function registerFsck(program: Command): void {
       const plain = await createBlobStore(config.storage.blobDriver, config.dataDir);
       if (!config.encryption.enabled) (await import('../encryption/index.js')).assertNotEncrypted(config);
       const encryption = config.encryption.enabled ? await createEncryption(config, { audit: keyVaultAudit(bus), persistent: true }) : undefined;
+      // A vault that refuses now would make every blob look corrupt: stop before checking any.
+      await encryption?.ring.probe().catch(async (e: unknown) => {
+        await encryption.close();
+        throw new Error(`the key-encryption key is not usable, so nothing can be checked: ${encryption.ring.health().error ?? (e as Error).message}`);
+      });
       const blobs = encryption?.wrap(plain) ?? plain;
       const plainMeta = await createMetadataStore(config.storage.metadataDriver, config.dataDir);
       const meta = encryption?.wrapMeta(plainMeta) ?? plainMeta;

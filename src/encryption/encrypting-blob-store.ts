@@ -10,11 +10,11 @@
  * segment; the next append re-reads it, truncates it away and seals it again together with the
  * new bytes (fresh nonce), so segments stay fixed-size. The commit appends the terminator.
  */
-import { createDigester, digestAlgorithm, digestOf, registryError, type Digest, type DigestAlgorithm } from '../oci/index.js';
+import { createDigester, digestAlgorithm, digestOf, isRegistryError, registryError, type Digest, type DigestAlgorithm } from '../oci/index.js';
 import { Readable, pipeline } from 'node:stream';
 import { pipeline as pipelineAsync } from 'node:stream/promises';
 import { isRecycling, type AppendOptions, type BlobCheck, type BlobInfo, type BlobStore, type ByteRange, type UploadInfo } from '../storage/index.js';
-import type { DataKeyRecord, DataKeyStore } from './data-key-store.js';
+import { sameKek, type DataKeyRecord, type DataKeyStore } from './data-key-store.js';
 import {
   Layout,
   SEGMENT_OVERHEAD,
@@ -27,6 +27,7 @@ import {
   sealBuffer,
   sealSegment,
   segmentAad,
+  terminatorLength,
   terminatorPlaintext,
 } from './format.js';
 import type { KeyRing } from './key-ring.js';
@@ -40,6 +41,9 @@ export interface EncryptingBlobStoreOptions {
   /** plaintext bytes per segment of new objects */
   readonly segmentSize: number;
 }
+
+/** How many checked bindings are remembered. */
+const BOUND_ENTRIES = 50_000;
 
 async function collect(s: Readable): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -59,6 +63,8 @@ export class EncryptingBlobStore implements BlobStore {
   private readonly ring: KeyRing;
   private readonly segmentSize: number;
   private readonly uploads: UploadStates;
+  /** object bindings already checked (checkBinding), oldest first */
+  private readonly bound = new Set<string>();
 
   constructor(o: EncryptingBlobStoreOptions) {
     this.inner = o.inner;
@@ -105,7 +111,9 @@ export class EncryptingBlobStore implements BlobStore {
     const last = end < start ? first - 1 : Math.floor(end / rec.segmentSize);
     const toEnd = end >= rec.size - 1;
     try {
-      if (!toEnd) await this.checkBinding(rec, key, layout, objectId);
+      // Before the first byte leaves: this object is the one the record's digest names, and it
+      // ends where it should (a swapped row or a truncated file fails here, not mid-response).
+      await this.checkBinding(rec, key, layout, objectId);
       const cipherEnd = toEnd ? layout.cipherSize(rec.size, digest) - 1 : layout.segmentOffset(last) + layout.segmentPlainLength(last, rec.size) + SEGMENT_OVERHEAD - 1;
       // A whole read also reads the header, which the terminator authenticates.
       const withHeader = toEnd && first === 0;
@@ -131,11 +139,19 @@ export class EncryptingBlobStore implements BlobStore {
     }
   }
 
-  /** A partial read does not reach the terminator: check it separately. */
+  /**
+   * Checks the object's terminator against the record. A binding once checked holds for as long
+   * as the record names the same object id and ciphertext (segments of another object cannot
+   * authenticate under this object id), so it is remembered.
+   */
   private async checkBinding(rec: DataKeyRecord, key: Buffer, layout: Layout, objectId: Buffer): Promise<void> {
+    const id = `${rec.digest} ${rec.objectId} ${rec.cipherDigest}`;
+    if (this.bound.has(id)) return;
     const at = layout.terminatorOffset(rec.size);
     const sealed = await collect(await this.inner.read(rec.cipherDigest, { start: at, end: layout.cipherSize(rec.size, rec.digest) - 1 }));
     checkTerminator(key, objectId, rec.segmentSize, sealed, { size: rec.size, digest: rec.digest });
+    if (this.bound.size >= BOUND_ENTRIES) this.bound.delete(this.bound.values().next().value as string);
+    this.bound.add(id);
   }
 
   async readAll(digest: Digest): Promise<Buffer> {
@@ -205,6 +221,9 @@ export class EncryptingBlobStore implements BlobStore {
         for await (const c of src) h.update(c);
       });
     } catch (e) {
+      // A vault that refuses (UNAVAILABLE) says nothing about the content: fsck must stop, not
+      // quarantine healthy blobs because a key is disabled for a moment.
+      if (isRegistryError(e)) throw e;
       return { digest, ok: false, problem: `failed to decrypt: ${(e as Error).message}` };
     }
     const actual = `${digestAlgorithm(digest)}:${h.digest('hex')}`;
@@ -298,6 +317,7 @@ export class EncryptingBlobStore implements BlobStore {
    * segment and cut the session back to the last whole segment when it does not authenticate.
    */
   private async repairTail(id: string, st: UploadState): Promise<void> {
+    await this.trimTerminator(id, st);
     const index = Math.floor(st.plainSize / st.segmentSize);
     const tailLength = st.plainSize - index * st.segmentSize;
     if (tailLength === 0) return;
@@ -310,6 +330,34 @@ export class EncryptingBlobStore implements BlobStore {
       if (!(e instanceof SealError)) throw e;
       await this.inner.truncateUpload(id, st.layout().segmentOffset(index));
       st.plainSize = index * st.segmentSize;
+    } finally {
+      key.fill(0);
+    }
+  }
+
+  /**
+   * A crash between appending the terminator and the commit leaves it at the end of the session:
+   * if the last bytes open as a terminator (final flag, right index), they are cut off again.
+   */
+  private async trimTerminator(id: string, st: UploadState): Promise<void> {
+    const layout = st.layout();
+    const total = layout.segmentOffset(0) + st.plainSize + layout.dataSegments(st.plainSize) * SEGMENT_OVERHEAD;
+    const key = await this.ring.dataKey(st.objectId.toString('hex'), st.kek, st.wrapped);
+    try {
+      for (const algorithm of ['sha256', 'sha512'] as const) {
+        const length = terminatorLength(`${algorithm}:${'0'.repeat(algorithm === 'sha256' ? 64 : 128)}`);
+        const plain = layout.plainSizeOfUpload(total - length);
+        if (plain === undefined || total - length < layout.headerLength) continue;
+        const sealed = await collect(await this.inner.readUploadData(id, { start: total - length, end: total - 1 }));
+        try {
+          openSegment(key, segmentAad(st.objectId, st.segmentSize, layout.dataSegments(plain), true), sealed);
+        } catch {
+          continue;
+        }
+        await this.inner.truncateUpload(id, total - length);
+        st.plainSize = plain;
+        return;
+      }
     } finally {
       key.fill(0);
     }
@@ -401,6 +449,9 @@ export class EncryptingBlobStore implements BlobStore {
         throw registryError('DIGEST_INVALID', 'provided digest did not match uploaded content', { detail: { digest: expected } });
       }
       if ((await this.record(digest)) !== undefined) return { digest, size: st.plainSize };
+      // An upload that began before a rotation commits under the rotation's key version.
+      const current = this.ring.currentKek;
+      const { kek, wrapped } = current !== undefined && !sameKek(current, st.kek) ? await this.ring.rewrap(st.kek, st.wrapped, current) : st;
       const layout = st.layout();
       const terminator = sealSegment(
         key,
@@ -418,8 +469,8 @@ export class EncryptingBlobStore implements BlobStore {
         objectId: st.objectId.toString('hex'),
         segmentSize: st.segmentSize,
         headerLength: st.headerLength,
-        kek: st.kek,
-        wrapped: st.wrapped,
+        kek,
+        wrapped,
         createdAt: Date.now(),
       });
       return { digest, size: st.plainSize };

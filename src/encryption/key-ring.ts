@@ -52,12 +52,32 @@ export class KeyRing {
   private readonly maxEntries: number;
   private lastHealth: KeyRingHealth = { ok: true };
   private target: KeyRingOptions['target'];
+  private current: KekRef | undefined;
+  /** wipes expired keys even when no request comes to evict them */
+  private readonly sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: KeyRingOptions) {
     if (!o.vaults.has(o.target.vault)) throw new Error(`unknown key vault "${o.target.vault}"`);
     this.now = o.now ?? Date.now;
     this.maxEntries = o.cacheEntries ?? 10_000;
     this.target = o.target;
+    if (o.cacheMs > 0) {
+      this.sweeper = setInterval(() => this.sweepExpired(), Math.min(o.cacheMs, 60_000));
+      this.sweeper.unref();
+    }
+  }
+
+  /**
+   * The KEK version new data keys were last wrapped by (or a rotation's target): an upload that
+   * started under an older version re-wraps its data key before it commits (see
+   * EncryptingBlobStore.commitUpload), so a rotation never misses it.
+   */
+  get currentKek(): KekRef | undefined {
+    return this.current;
+  }
+
+  noteCurrent(kek: KekRef): void {
+    this.current = kek;
   }
 
   get targetKey(): KeyRingOptions['target'] {
@@ -68,12 +88,18 @@ export class KeyRing {
   retarget(target: KeyRingOptions['target']): void {
     if (!this.o.vaults.has(target.vault)) throw new Error(`unknown key vault "${target.vault}"`);
     this.target = target;
+    this.current = undefined;
   }
 
   vault(name: string): KeyVault {
     const v = this.o.vaults.get(name);
     if (v === undefined) throw registryError('UNAVAILABLE', `data key is wrapped by key vault "${name}", which is not configured`);
     return v;
+  }
+
+  /** How many unwrapped keys are in memory (for tests and metrics). */
+  get cachedKeys(): number {
+    return this.cache.size;
   }
 
   health(): KeyRingHealth {
@@ -83,9 +109,15 @@ export class KeyRing {
   /** A fresh data key, wrapped by the target KEK (or `kek`), cached under `cacheId`. */
   async newDataKey(cacheId: string, kek: KeyRingOptions['target'] = this.target): Promise<NewDataKey> {
     const key = randomBytes(DATA_KEY_BYTES);
-    const w = await this.call(() => this.vault(kek.vault).wrapKey(this.o.identity, kek.name, kek.version, key));
-    this.remember(cacheId, key);
-    return { key: Buffer.from(key), kek: { vault: kek.vault, name: w.keyId.name, version: w.keyId.version }, wrapped: w.wrapped };
+    try {
+      const w = await this.call(() => this.vault(kek.vault).wrapKey(this.o.identity, kek.name, kek.version, key));
+      this.remember(cacheId, key);
+      const ref = { vault: kek.vault, name: w.keyId.name, version: w.keyId.version };
+      if (kek === this.target) this.current = ref;
+      return { key: Buffer.from(key), kek: ref, wrapped: w.wrapped };
+    } finally {
+      key.fill(0);
+    }
   }
 
   /** The unwrapped data key of a stored record, from the cache or the vault. */
@@ -93,10 +125,15 @@ export class KeyRing {
     const hit = this.cache.get(cacheId);
     if (hit !== undefined && hit.expires > this.now()) return Buffer.from(hit.key);
     if (hit !== undefined) this.evict(cacheId);
+    this.sweepExpired();
     const key = await this.call(() => this.vault(kek.vault).unwrapKey(this.o.identity, { name: kek.name, version: kek.version }, wrapped));
-    if (key.length !== DATA_KEY_BYTES) throw registryError('UNAVAILABLE', 'the key vault returned a data key of the wrong length');
-    this.remember(cacheId, key);
-    return Buffer.from(key);
+    try {
+      if (key.length !== DATA_KEY_BYTES) throw registryError('UNAVAILABLE', 'the key vault returned a data key of the wrong length');
+      this.remember(cacheId, key);
+      return Buffer.from(key);
+    } finally {
+      key.fill(0);
+    }
   }
 
   /** Wraps an existing data key again (rotation). Not cached: rotation reads each key once. */
@@ -132,6 +169,12 @@ export class KeyRing {
   /** Wipes every cached key. */
   clear(): void {
     for (const id of [...this.cache.keys()]) this.evict(id);
+  }
+
+  /** Wipes every cached key and stops the sweeper. */
+  close(): void {
+    if (this.sweeper !== undefined) clearInterval(this.sweeper);
+    this.clear();
   }
 
   private remember(cacheId: string, key: Buffer): void {

@@ -16,6 +16,8 @@ import { registryError } from '../oci/index.js';
 
 /** How many records one page of the work list holds. */
 const PAGE = 200;
+/** Passes over the work list per run at most (each pass picks up records added behind the last). */
+const MAX_PASSES = 5;
 const LAST_ROTATION = 'rotation.last';
 /** a KEK chosen with `rotate --key`, which outlives restarts (it overrides encryption.key) */
 const TARGET = 'rotation.target';
@@ -48,11 +50,19 @@ export interface EncryptionStatus {
 
 export class Rotator {
   private running: { progress: RotationProgress; done: Promise<RotationProgress> } | undefined;
+  /** a start() in progress: claimed before its first await, so two starts cannot both run */
+  private starting: Promise<{ progress: RotationProgress; done: Promise<RotationProgress> }> | undefined;
 
+  /**
+   * @param configured the configured key as `<vault>:<encryption.key>`: a target saved by
+   *   `rotate --key` holds only while the configuration still names this key; when the operator
+   *   changes the configuration (say, to an HSM), the configuration wins.
+   */
   constructor(
     private readonly keys: DataKeyStore,
     private readonly ring: KeyRing,
     private readonly identity: string,
+    private readonly configured: string,
     private readonly now: () => Date = () => new Date(),
   ) {}
 
@@ -60,7 +70,8 @@ export class Rotator {
   async restoreTarget(): Promise<void> {
     const saved = await this.keys.getSetting(TARGET);
     if (saved === undefined) return;
-    const t = JSON.parse(saved) as { vault: string; name: string; version?: string };
+    const t = JSON.parse(saved) as { vault: string; name: string; version?: string; configured?: string };
+    if (t.configured !== this.configured) return;
     this.ring.retarget({ vault: t.vault, name: t.name, version: t.version });
   }
 
@@ -76,7 +87,7 @@ export class Rotator {
       throw registryError('BAD_REQUEST', `key ${key}: ${isKeyVaultError(e) ? e.code : 'not usable'}`, { cause: e });
     });
     if (!info.enabled || info.deletedAt !== undefined) throw registryError('BAD_REQUEST', `key ${key} is disabled or deleted`);
-    await this.keys.setSetting(TARGET, JSON.stringify(t));
+    await this.keys.setSetting(TARGET, JSON.stringify({ ...t, configured: this.configured }));
     this.ring.retarget(t);
   }
 
@@ -120,13 +131,26 @@ export class Rotator {
    * object, which the run keeps updating; `done` settles when it ends.
    */
   async start(opts: { key?: string | undefined; newVersion?: boolean | undefined } = {}): Promise<{ progress: RotationProgress; done: Promise<RotationProgress> }> {
-    if (this.running !== undefined) {
-      if (opts.key !== undefined || opts.newVersion === true) throw registryError('BAD_REQUEST', 'a rotation is running; change the key when it has finished');
-      return this.running;
+    const changes = opts.key !== undefined || opts.newVersion === true;
+    const busy = this.running !== undefined || this.starting !== undefined;
+    if (busy && changes) throw registryError('BAD_REQUEST', 'a rotation is running; change the key when it has finished');
+    if (this.running !== undefined) return this.running;
+    if (this.starting !== undefined) return this.starting;
+    const starting = this.begin(opts);
+    this.starting = starting;
+    try {
+      return await starting;
+    } finally {
+      this.starting = undefined;
     }
+  }
+
+  private async begin(opts: { key?: string | undefined; newVersion?: boolean | undefined }): Promise<{ progress: RotationProgress; done: Promise<RotationProgress> }> {
     if (opts.key !== undefined) await this.retarget(opts.key);
     if (opts.newVersion === true) await this.newVersion();
     const target = await this.resolveTarget();
+    // Uploads already under way commit with their data key re-wrapped under this version.
+    this.ring.noteCurrent(target);
     const progress: RotationProgress = { target, startedAt: this.now().toISOString(), total: await this.pending(target), rewrapped: 0, skipped: 0, failed: 0 };
     const done = this.run(progress).finally(() => {
       this.running = undefined;
@@ -136,6 +160,21 @@ export class Rotator {
   }
 
   private async run(p: RotationProgress): Promise<RotationProgress> {
+    // Records committed behind the cursor while a pass runs are picked up by the next pass; a
+    // pass that re-wraps nothing ends the run (what is left failed, and is reported).
+    const failed = new Set<string>();
+    for (let pass = 0; pass < MAX_PASSES; pass++) {
+      const before = p.rewrapped + p.skipped;
+      await this.pass(p, failed);
+      if (p.rewrapped + p.skipped === before || (await this.pending(p.target)) <= failed.size) break;
+    }
+    p.finishedAt = this.now().toISOString();
+    await this.keys.setSetting(LAST_ROTATION, JSON.stringify(p));
+    return p;
+  }
+
+  /** One walk over the records not wrapped by the target. */
+  private async pass(p: RotationProgress, failed: Set<string>): Promise<void> {
     let after: Parameters<DataKeyStore['listNotWrappedBy']>[2];
     for (;;) {
       const page = await this.keys.listNotWrappedBy(p.target, PAGE, after);
@@ -146,17 +185,16 @@ export class Rotator {
           const ok = await this.keys.rewrap(rec.kind, rec.digest, { kek: rec.kek, wrapped: rec.wrapped }, { ...next, at: this.now().getTime() });
           if (ok) p.rewrapped++;
           else p.skipped++;
+          failed.delete(`${rec.kind} ${rec.digest}`);
         } catch (e) {
-          p.failed++;
+          failed.add(`${rec.kind} ${rec.digest}`);
           p.error ??= `${rec.kind} ${rec.digest}: ${e instanceof Error ? e.message : String(e)}`;
         }
+        p.failed = failed.size;
       }
       const last = page[page.length - 1];
       if (last === undefined) break;
       after = { kind: last.kind, digest: last.digest };
     }
-    p.finishedAt = this.now().toISOString();
-    await this.keys.setSetting(LAST_ROTATION, JSON.stringify(p));
-    return p;
   }
 }

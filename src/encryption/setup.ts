@@ -5,7 +5,7 @@
  * registry may manage it and creates its key on first start. Any other vault holds a
  * customer-managed key that must exist already; the registry only gets, wraps and unwraps.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { AzureKeyVault, LocalKeyVault, MemoryKeyVault, Pkcs11KeyVault, isKeyVaultError, type KeySize, type KeyVault, type KeyVaultAudit } from '../keyvault/index.js';
 import type { Config } from '../config/index.js';
@@ -117,6 +117,20 @@ export function assertNotEncrypted(config: Config): void {
   }
 }
 
+/**
+ * Refuses to turn encryption on over a data folder that already holds plaintext blobs (one that
+ * ran with encryption off): they would look missing, and `fsck --repair` would unlink them.
+ * Migrating such a folder is not built yet; keep encryption off for it, or start afresh.
+ */
+function assertNoPlaintext(config: Config): void {
+  if (existsSync(join(config.dataDir, 'data-keys.db'))) return;
+  const blobs = join(config.dataDir, 'blobs');
+  const stored = ['sha256', 'sha512'].some((alg) => existsSync(join(blobs, alg)) && readdirSync(join(blobs, alg)).length > 0);
+  if (stored) {
+    throw new Error(`${config.dataDir} holds unencrypted blobs (it ran with encryption.enabled=false): encryption cannot be turned on over it. Keep encryption.enabled=false for this folder, or push into a new one.`);
+  }
+}
+
 export async function createEncryption(config: Config, deps: EncryptionDeps): Promise<Encryption> {
   const key = parseKey(config);
   const vault = deps.vault ?? (await vaultDrivers[key.vault](config, deps));
@@ -127,6 +141,14 @@ export async function createEncryption(config: Config, deps: EncryptionDeps): Pr
     throw e;
   }
   const vaults = new Map<string, KeyVault>([[key.vault, vault]]);
+  if (deps.persistent) {
+    try {
+      assertNoPlaintext(config);
+    } catch (e) {
+      await vault.close();
+      throw e;
+    }
+  }
   const keys: DataKeyStore = deps.persistent ? new SqliteDataKeyStore(join(config.dataDir, 'data-keys.db')) : new MemoryDataKeyStore();
   // Moving off the embedded vault: data keys it wrapped stay readable (and can be re-wrapped by
   // `bulwark encryption rotate`) as long as its files are here, so open it beside the new one.
@@ -142,7 +164,7 @@ export async function createEncryption(config: Config, deps: EncryptionDeps): Pr
     wrap: (inner) => new EncryptingBlobStore({ inner, keys, ring, segmentSize: config.encryption.segmentBytes }),
     wrapMeta: (inner) => new EncryptingMetadataStore({ inner, keys, ring, segmentSize: config.encryption.segmentBytes }),
     close: async () => {
-      ring.clear();
+      ring.close();
       await keys.close();
       for (const v of vaults.values()) await v.close();
     },

@@ -77,6 +77,24 @@ describe('encryption admin API', () => {
     const res = await api(t, readerToken, 'POST', '/encryption/rotate', {});
     assert.ok(res.statusCode === 401 || res.statusCode === 403, `rotation refused without admin access: ${res.statusCode}`);
   });
+
+  test('every key-vault call is an audit event on the bus: who, which key and version, the outcome', async () => {
+    const seen: { principal?: string | undefined; target?: string | undefined; reason?: string | undefined; outcome: string }[] = [];
+    const off = t.app.bus.subscribe((e) => {
+      if (e.type === 'key.operation') seen.push(e);
+    });
+    try {
+      const pusher = withToken(t, await fetchToken(t, bootstrapOf(t), ['repository:team/audit:push']));
+      await pushBlob(pusher, 'team/audit', randomBlob(100));
+    } finally {
+      off();
+    }
+    const wraps = seen.filter((e) => e.reason === 'wrapKey');
+    assert.equal(wraps.length, 1, `one wrap per pushed blob: ${JSON.stringify(seen)}`);
+    assert.equal(wraps[0]?.principal, 'bulwark-registry');
+    assert.match(wraps[0]?.target ?? '', /^bulwark-kek\/\S+$/);
+    assert.equal(wraps[0]?.outcome, 'success');
+  });
 });
 
 describe('encryption failure modes through the API', () => {
@@ -116,5 +134,48 @@ describe('encryption failure modes through the API', () => {
     assert.equal(again.statusCode, 200, 'service is back without a restart');
     assert.ok(again.rawPayload.equals(blob.data), 'and the data is intact');
     assert.equal(ok<{ ok: boolean }>(await api(t, admin, 'GET', '/health')).ok, true);
+  });
+
+  test('the registry losing unwrapKey fails closed; restoring the permission restores service', async () => {
+    const client = withToken(t, await fetchToken(t, bootstrapOf(t), ['repository:team/perm:push,pull']));
+    const blob = randomBlob(2000);
+    await pushBlob(client, 'team/perm', blob);
+    const vault = t.app.encryption?.vaults.get('local');
+    assert.ok(vault !== undefined, 'the app has its embedded vault');
+    await vault.setAccessPolicy('bulwark-registry', 'bulwark-registry', ['get', 'wrapKey', 'manage']);
+    const refused = await client.req('GET', `/v2/team/perm/blobs/${blob.digest}`);
+    assertError(refused, 503, 'UNAVAILABLE');
+    assert.match(refused.body, /FORBIDDEN/);
+    await vault.setAccessPolicy('bulwark-registry', 'bulwark-registry', ['get', 'wrapKey', 'unwrapKey', 'manage']);
+    const back = await client.req('GET', `/v2/team/perm/blobs/${blob.digest}`);
+    assert.equal(back.statusCode, 200, 'service is back');
+    assert.ok(back.rawPayload.equals(blob.data), 'and the data is intact');
+  });
+});
+
+describe('automatic rotation', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await startApp({ 'auth.enabled': true, 'encryption.rotationCheckSeconds': 10 });
+  });
+  after(() => t.close());
+
+  test('a new version of the key in the vault is adopted and every data key re-wrapped within the check interval', async () => {
+    const client = withToken(t, await fetchToken(t, bootstrapOf(t), ['repository:team/auto:push,pull']));
+    const blobs = Array.from({ length: 5 }, () => randomBlob(1000));
+    for (const b of blobs) await pushBlob(client, 'team/auto', b);
+    const vault = t.app.encryption?.vaults.get('local');
+    assert.ok(vault !== undefined, 'the app has its embedded vault');
+    // As an operator rotating the key in the vault itself (not through Bulwark).
+    const newest = (await vault.rotateKey('bulwark-registry', 'bulwark-kek')).version;
+    const admin = await tokenFor(t, bootstrapOf(t));
+    let s = ok<Status>(await api(t, admin, 'GET', '/encryption'));
+    const deadline = Date.now() + 25_000;
+    while (!(s.dataKeys.length === 1 && s.dataKeys[0]?.kek.version === newest) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 250));
+      s = ok<Status>(await api(t, admin, 'GET', '/encryption'));
+    }
+    assert.deepEqual(s.dataKeys.map((d) => [d.kek.version, d.count]), [[newest, 5]], 'all data keys under the new version');
+    for (const b of blobs) assert.equal((await client.req('GET', `/v2/team/auto/blobs/${b.digest}`)).statusCode, 200);
   });
 });

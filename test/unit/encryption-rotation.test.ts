@@ -29,7 +29,7 @@ describe('Rotator', () => {
     rig = await encryptionRig();
     inner = new MemoryBlobStore();
     store = rig.store(inner);
-    rotator = new Rotator(rig.keys, rig.ring, REGISTRY);
+    rotator = new Rotator(rig.keys, rig.ring, REGISTRY, `test:${KEK}`);
   });
 
   test('re-wraps every data key under the newest version without touching blob bytes', async () => {
@@ -100,6 +100,36 @@ describe('Rotator', () => {
     assert.deepEqual([second.total, second.rewrapped, second.failed], [12, 12, 0]);
   });
 
+  test('two rotations started together are one run', async () => {
+    await push(store, randomBytes(10));
+    await rig.vault.rotateKey(OPERATOR, KEK);
+    const [a, b] = await Promise.all([rotator.start(), rotator.start()]);
+    assert.equal(a.done, b.done, 'the second start joins the first');
+    assert.equal((await a.done).rewrapped, 1);
+    await assert.rejects(Promise.all([rotator.start(), rotator.start({ newVersion: true })]), /rotation is running/);
+  });
+
+  test('an upload that began before a rotation commits under the new key version', async () => {
+    const id = randomUUID();
+    const data = randomBytes(500);
+    await store.startUpload(id, 'team/app');
+    await store.appendUpload(id, bodyOf(data));
+    await rig.vault.rotateKey(OPERATOR, KEK);
+    const p = await (await rotator.start()).done;
+    assert.equal(p.failed, 0);
+    await store.commitUpload(id, digestOf(data));
+    assert.equal(await rotator.pending(p.target), 0, 'nothing left under the old version');
+    assert.ok((await store.readAll(digestOf(data))).equals(data), 'the blob reads back');
+  });
+
+  test('a target saved by --key is dropped when the configuration names another key', async () => {
+    await rig.vault.createKey(OPERATOR, 'customer-kek', { size: 2048 });
+    await (await rotator.start({ key: 'customer-kek' })).done;
+    const restarted = (await encryptionRig({ keys: rig.keys })).ring;
+    await new Rotator(rig.keys, restarted, REGISTRY, 'hsm:hsm-kek').restoreTarget();
+    assert.equal(restarted.targetKey.name, KEK, 'the configuration wins');
+  });
+
   test('--key moves the target to another key, durably, and re-wraps everything under it', async () => {
     const digest = await push(store, randomBytes(4000));
     await rig.vault.createKey(OPERATOR, 'customer-kek', { size: 2048 });
@@ -111,7 +141,7 @@ describe('Rotator', () => {
     assert.equal((await rig.keys.get('blob', second))?.kek.name, 'customer-kek', 'new data keys use the new key');
     // A new ring (a restart) adopts the saved target.
     const restarted = (await encryptionRig({ keys: rig.keys })).ring;
-    const again = new Rotator(rig.keys, restarted, REGISTRY);
+    const again = new Rotator(rig.keys, restarted, REGISTRY, `test:${KEK}`);
     assert.equal(restarted.targetKey.name, KEK);
     await again.restoreTarget();
     assert.equal(restarted.targetKey.name, 'customer-kek');

@@ -163,6 +163,8 @@ describe('EncryptingBlobStore over the filesystem', () => {
     assert.ok(ra !== undefined && rb !== undefined);
     await rig.keys.delete('blob', da, ra.cipherDigest);
     await rig.keys.putIfAbsent({ ...rb, digest: da });
+    // Refused before the first byte: the read itself fails, not the stream halfway.
+    await assert.rejects(store.read(da), /another digest/);
     await assert.rejects(store.readAll(da));
     await assert.rejects(async () => collect(await store.read(da, { start: 0, end: 9 })));
   });
@@ -201,6 +203,20 @@ describe('EncryptingBlobStore over the filesystem', () => {
     const digest = await push(store, data, [1, SEG - 1, 1000, 2 * SEG, 17, data.length - 3 * SEG - 1017]);
     assert.ok((await store.readAll(digest)).equals(data));
     assert.ok((await collect(await store.read(digest, { start: SEG - 3, end: 3 * SEG + 4 }))).equals(data.subarray(SEG - 3, 3 * SEG + 5)));
+  });
+
+  test('a crash between the terminator and the commit: after a restart the session is as the client left it', async () => {
+    const data = randomBytes(SEG + 333);
+    const id = randomUUID();
+    await store.startUpload(id, 'team/app');
+    await store.appendUpload(id, bodyOf(data));
+    inner.commitUpload = () => Promise.reject(new Error('power cut'));
+    await assert.rejects(store.commitUpload(id, digestOf(data)), /power cut/);
+    await store.close();
+    store = rig.store(await new FsBlobStore(dir).init(), SEG);
+    assert.equal((await store.getUpload(id))?.size, data.length, 'the terminator is not counted as data');
+    assert.deepEqual(await store.commitUpload(id, digestOf(data)), { digest: digestOf(data), size: data.length });
+    assert.ok((await store.readAll(digestOf(data))).equals(data), 'the blob reads back');
   });
 
   test('a session survives a restart, and a torn last segment is cut back to a whole one', async () => {
@@ -254,6 +270,28 @@ describe('EncryptingBlobStore and its key-encryption key', () => {
     await rejectsWithCode(store.appendUpload(id, bodyOf(randomBytes(1000))), 'UNAVAILABLE');
     await rig.vault.recover(OPERATOR, KEK);
     assert.equal(await store.appendUpload(id, bodyOf(randomBytes(1000))), 2000);
+  });
+
+  test('verify (fsck) reports a refusing vault as an error, never as corrupt content', async () => {
+    const digest = await push(store, randomBytes(100));
+    await rig.vault.setEnabled(OPERATOR, KEK, false);
+    rig.clock += 60_001;
+    await rejectsWithCode(store.verify(digest), 'UNAVAILABLE');
+    await rig.vault.setEnabled(OPERATOR, KEK, true);
+    assert.deepEqual(await store.verify(digest), { digest, ok: true });
+  });
+
+  test('expired data keys are wiped even when no request comes', async () => {
+    const real = await encryptionRig({ cacheMs: 50 });
+    real.clock = Date.now();
+    const ring = real.ring;
+    const s = real.store(new MemoryBlobStore(), SEG);
+    await push(s, randomBytes(10));
+    assert.ok(ring.cachedKeys > 0, 'a key is cached after the push');
+    real.clock = Date.now() + 10_000;
+    await new Promise((r) => setTimeout(r, 120));
+    assert.equal(ring.cachedKeys, 0, 'the sweeper wiped it');
+    ring.close();
   });
 
   test('with a cache lifetime of 0 every read asks the vault', async () => {
