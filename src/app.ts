@@ -40,6 +40,31 @@ export interface AppDeps {
   keyVault?: KeyVault;
 }
 
+/**
+ * Shares one successful run of `op` among all callers within `ms`, as long as `healthy()` still
+ * holds (a failure seen meanwhile, e.g. by a pull, forces a fresh run); failures are not kept.
+ */
+class Throttled {
+  private okAt = -Infinity;
+  private inFlight: Promise<void> | undefined;
+  constructor(
+    private readonly ms: number,
+    private readonly healthy: () => boolean,
+    private readonly op: () => Promise<void>,
+  ) {}
+  run(): Promise<void> {
+    if (Date.now() - this.okAt < this.ms && this.healthy()) return Promise.resolve();
+    this.inFlight ??= this.op()
+      .then(() => {
+        this.okAt = Date.now();
+      })
+      .finally(() => {
+        this.inFlight = undefined;
+      });
+    return this.inFlight;
+  }
+}
+
 function autoRotate(rotator: Rotator, log: FastifyInstance['log']): void {
   void (async () => {
     const target = await rotator.resolveTarget();
@@ -129,20 +154,21 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
     }
     oauthRoutes(http, auth);
     const ring = encryption?.ring;
+    // One wrap/unwrap round trip per few seconds at most, however often health is asked for:
+    // a read-only caller must not be able to load the vault (an HSM or Azure has quotas).
+    const probe = new Throttled(5_000, () => ring?.health().ok === true, () =>
+      (ring as NonNullable<typeof ring>).probe().catch((e: unknown) => {
+        // the vault's own code and words: what an operator needs to act on
+        throw new Error(ring?.health().error ?? (e instanceof Error ? e.message : String(e)));
+      }),
+    );
     adminRoutes(http, auth, config.externalUrl, {
       encryption: rotator === undefined || ring === undefined ? undefined : { ring, rotator },
       health: () =>
         checkHealth({
           meta,
           blobs,
-          probeKey:
-            ring === undefined
-              ? undefined
-              : () =>
-                  ring.probe().catch((e: unknown) => {
-                    // the vault's own code and words: what an operator needs to act on
-                    throw new Error(ring.health().error ?? (e instanceof Error ? e.message : String(e)));
-                  }),
+          probeKey: ring === undefined ? undefined : () => probe.run(),
         }),
     });
   } else {

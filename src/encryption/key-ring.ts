@@ -97,6 +97,13 @@ export class KeyRing {
     return v;
   }
 
+  /** The target KEK's info through the vault (the version it resolves to); vault errors as UNAVAILABLE. */
+  async describeTarget(): Promise<KekRef> {
+    const t = this.target;
+    const info = await this.call(() => this.vault(t.vault).getKey(this.o.identity, t.name, t.version));
+    return { vault: t.vault, name: info.name, version: info.version };
+  }
+
   /** How many unwrapped keys are in memory (for tests and metrics). */
   get cachedKeys(): number {
     return this.cache.size;

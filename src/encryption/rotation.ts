@@ -105,9 +105,7 @@ export class Rotator {
 
   /** The target KEK with its version resolved (the newest one unless pinned). */
   async resolveTarget(): Promise<KekRef> {
-    const t = this.ring.targetKey;
-    const info = await this.ring.vault(t.vault).getKey(this.identity, t.name, t.version);
-    return { vault: t.vault, name: info.name, version: info.version };
+    return this.ring.describeTarget();
   }
 
   async status(): Promise<EncryptionStatus> {
@@ -119,6 +117,11 @@ export class Rotator {
       ...(this.running !== undefined ? { running: { ...this.running.progress } } : {}),
       ...(last !== undefined ? { lastRotation: JSON.parse(last) as RotationProgress } : {}),
     };
+  }
+
+  /** Data keys per KEK version (no vault call). */
+  counts(): Promise<KekCount[]> {
+    return this.keys.countByKey();
   }
 
   /** Records not wrapped by the target (what a rotation would do now). */

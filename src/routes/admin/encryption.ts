@@ -4,7 +4,7 @@
  * and vault handles stay the only ones; `bulwark encryption rotate` starts it here and polls
  * the status for its progress bar.
  */
-import { registryError } from '../../oci/index.js';
+import { isRegistryError, registryError } from '../../oci/index.js';
 import type { RotationProgress } from '../../encryption/index.js';
 import { endpoint, type Endpoint, type Call } from './endpoint.js';
 import { array, object } from './schemas.js';
@@ -60,8 +60,17 @@ export const encryptionEndpoints: readonly Endpoint[] = [
     response: STATUS,
     handle: async (call) => {
       if (call.encryption === undefined) return { enabled: false };
-      const s = await call.encryption.rotator.status();
-      const health = call.encryption.ring.health();
+      const { rotator, ring } = call.encryption;
+      let s;
+      try {
+        s = await rotator.status();
+      } catch (e) {
+        // The vault refuses: say so (CMK_ERROR in the CLI) with what is known without it.
+        if (!isRegistryError(e)) throw e;
+        const dataKeys = (await rotator.counts()).map((c) => ({ kek: { ...c.kek }, kind: c.kind, count: c.count }));
+        return { enabled: true, health: { ok: false, error: ring.health().error ?? e.message }, dataKeys };
+      }
+      const health = ring.health();
       return {
         enabled: true,
         target: s.target,
