@@ -8,7 +8,8 @@
  *
  * Upload sessions hold header | data segments. A body that ends inside a segment leaves a short
  * segment; the next append re-reads it, truncates it away and seals it again together with the
- * new bytes (fresh nonce), so segments stay fixed-size. The commit appends the terminator.
+ * new bytes (fresh nonce), so segments stay fixed-size (session-bytes.ts does that byte work).
+ * The commit appends the terminator.
  */
 import { createDigester, digestAlgorithm, digestOf, isRegistryError, registryError, type Digest, type DigestAlgorithm } from '../oci/index.js';
 import { Readable, pipeline } from 'node:stream';
@@ -23,16 +24,15 @@ import {
   newObjectId,
   checkTerminator,
   hashHeader,
-  openSegment,
   sealBuffer,
   sealSegment,
   segmentAad,
-  terminatorLength,
   terminatorPlaintext,
 } from './format.js';
 import type { KeyRing } from './key-ring.js';
 import { DecryptTransform, EncryptTransform } from './segment-streams.js';
-import { UploadStates, type UploadState } from './upload-state.js';
+import { UploadStates } from './upload-state.js';
+import { SessionBytes } from './session-bytes.js';
 
 export interface EncryptingBlobStoreOptions {
   readonly inner: BlobStore;
@@ -63,6 +63,7 @@ export class EncryptingBlobStore implements BlobStore {
   private readonly ring: KeyRing;
   private readonly segmentSize: number;
   private readonly uploads: UploadStates;
+  private readonly sessions: SessionBytes;
   /** object bindings already checked (checkBinding), oldest first */
   private readonly bound = new Set<string>();
 
@@ -71,7 +72,8 @@ export class EncryptingBlobStore implements BlobStore {
     this.keys = o.keys;
     this.ring = o.ring;
     this.segmentSize = o.segmentSize;
-    this.uploads = new UploadStates(o.inner, (id, st) => this.repairTail(id, st));
+    this.uploads = new UploadStates(o.inner, (id, st) => this.sessions.repairTail(id, st));
+    this.sessions = new SessionBytes(o.inner, o.ring, this.uploads);
   }
 
   // --- stored blobs -----------------------------------------------------------------------
@@ -277,13 +279,13 @@ export class EncryptingBlobStore implements BlobStore {
         });
       }
       key = await this.ring.dataKey(st.objectId.toString('hex'), st.kek, st.wrapped);
-      const { index, prefix, tailCipher } = await this.openTail(id, st, key);
+      const { index, prefix, tailCipher } = await this.sessions.openTail(id, st, key);
       const encrypt = new EncryptTransform({ key, objectId: st.objectId, segmentSize: st.segmentSize, firstIndex: index, prefix, hash: st.hash, length: opts.length });
       try {
         await this.inner.appendUpload(id, pipeline(body, encrypt, () => undefined), opts.signal === undefined ? {} : { signal: opts.signal });
       } catch (e) {
         st.hash = undefined;
-        if (tailCipher !== undefined) await this.restoreTail(id, tailCipher);
+        if (tailCipher !== undefined) await this.sessions.restoreTail(id, tailCipher);
         throw e;
       }
       st.plainSize += encrypt.bytes;
@@ -296,117 +298,14 @@ export class EncryptingBlobStore implements BlobStore {
     }
   }
 
-  /**
-   * Takes the session's short last segment off the end, returning its plaintext to be sealed
-   * again in front of the new bytes, and its ciphertext to put back if the append fails.
-   */
-  private async openTail(id: string, st: UploadState, key: Buffer): Promise<{ index: number; prefix: Buffer; tailCipher?: Buffer }> {
-    const layout = st.layout();
-    const index = Math.floor(st.plainSize / st.segmentSize);
-    const tailLength = st.plainSize - index * st.segmentSize;
-    if (tailLength === 0) return { index, prefix: Buffer.alloc(0) };
-    const at = layout.segmentOffset(index);
-    const tailCipher = await collect(await this.inner.readUploadData(id, { start: at, end: at + tailLength + SEGMENT_OVERHEAD - 1 }));
-    const prefix = openSegment(key, segmentAad(st.objectId, st.segmentSize, index, false), tailCipher);
-    await this.inner.truncateUpload(id, at);
-    return { index, prefix, tailCipher };
-  }
-
-  /**
-   * A session from before a restart may end in a segment a crash tore: check the short last
-   * segment and cut the session back to the last whole segment when it does not authenticate.
-   */
-  private async repairTail(id: string, st: UploadState): Promise<void> {
-    await this.trimTerminator(id, st);
-    const index = Math.floor(st.plainSize / st.segmentSize);
-    const tailLength = st.plainSize - index * st.segmentSize;
-    if (tailLength === 0) return;
-    const key = await this.ring.dataKey(st.objectId.toString('hex'), st.kek, st.wrapped);
-    try {
-      const at = st.layout().segmentOffset(index);
-      const sealed = await collect(await this.inner.readUploadData(id, { start: at, end: at + tailLength + SEGMENT_OVERHEAD - 1 }));
-      openSegment(key, segmentAad(st.objectId, st.segmentSize, index, false), sealed);
-    } catch (e) {
-      if (!(e instanceof SealError)) throw e;
-      await this.inner.truncateUpload(id, st.layout().segmentOffset(index));
-      st.plainSize = index * st.segmentSize;
-    } finally {
-      key.fill(0);
-    }
-  }
-
-  /**
-   * A crash between appending the terminator and the commit leaves it at the end of the session:
-   * if the last bytes open as a terminator (final flag, right index), they are cut off again.
-   */
-  private async trimTerminator(id: string, st: UploadState): Promise<void> {
-    const layout = st.layout();
-    const total = layout.segmentOffset(0) + st.plainSize + layout.dataSegments(st.plainSize) * SEGMENT_OVERHEAD;
-    const key = await this.ring.dataKey(st.objectId.toString('hex'), st.kek, st.wrapped);
-    try {
-      for (const algorithm of ['sha256', 'sha512'] as const) {
-        const length = terminatorLength(`${algorithm}:${'0'.repeat(algorithm === 'sha256' ? 64 : 128)}`);
-        const plain = layout.plainSizeOfUpload(total - length);
-        if (plain === undefined || total - length < layout.headerLength) continue;
-        const sealed = await collect(await this.inner.readUploadData(id, { start: total - length, end: total - 1 }));
-        try {
-          openSegment(key, segmentAad(st.objectId, st.segmentSize, layout.dataSegments(plain), true), sealed);
-        } catch {
-          continue;
-        }
-        await this.inner.truncateUpload(id, total - length);
-        st.plainSize = plain;
-        return;
-      }
-    } finally {
-      key.fill(0);
-    }
-  }
-
-  /** Puts a short last segment back after a failed append; a session that cannot be repaired ends. */
-  private async restoreTail(id: string, tailCipher: Buffer): Promise<void> {
-    try {
-      await this.inner.appendUpload(id, Readable.from([tailCipher]), { length: tailCipher.length });
-    } catch (e) {
-      this.uploads.drop(id);
-      await this.inner.cancelUpload(id).catch(() => false);
-      throw registryError('BLOB_UPLOAD_INVALID', 'the server failed to restore the upload session; restart the upload', { cause: e });
-    }
-  }
-
   async readUploadData(id: string, range: ByteRange): Promise<Readable> {
     const st = await this.uploads.acquire(id);
     try {
       const key = await this.ring.dataKey(st.objectId.toString('hex'), st.kek, st.wrapped);
-      return await this.decryptSession(id, st, key, range);
+      return await this.sessions.decryptSession(id, st, key, range);
     } finally {
       this.uploads.release(st);
     }
-  }
-
-  private async decryptSession(id: string, st: UploadState, key: Buffer, range: ByteRange): Promise<Readable> {
-    const layout = st.layout();
-    const end = Math.min(range.end, st.plainSize - 1);
-    const first = Math.floor(range.start / st.segmentSize);
-    const last = end < range.start ? first - 1 : Math.floor(end / st.segmentSize);
-    if (last < first) {
-      key.fill(0);
-      return Readable.from([]);
-    }
-    const cipherEnd = layout.segmentOffset(last) + layout.segmentPlainLength(last, st.plainSize) + SEGMENT_OVERHEAD - 1;
-    const source = await this.inner.readUploadData(id, { start: layout.segmentOffset(first), end: cipherEnd });
-    const decrypt = new DecryptTransform({
-      key,
-      objectId: st.objectId,
-      segmentSize: st.segmentSize,
-      size: st.plainSize,
-      firstIndex: first,
-      lastIndex: last,
-      skip: range.start - first * st.segmentSize,
-      take: end - range.start + 1,
-    });
-    decrypt.once('close', () => key.fill(0));
-    return pipeline(source, decrypt, () => undefined);
   }
 
   async truncateUpload(id: string, size: number): Promise<void> {
@@ -417,7 +316,7 @@ export class EncryptingBlobStore implements BlobStore {
       try {
         const index = Math.floor(size / st.segmentSize);
         const keep = size - index * st.segmentSize;
-        const kept = keep === 0 ? undefined : await collect(await this.decryptSession(id, st, Buffer.from(key), { start: index * st.segmentSize, end: size - 1 }));
+        const kept = keep === 0 ? undefined : await collect(await this.sessions.decryptSession(id, st, Buffer.from(key), { start: index * st.segmentSize, end: size - 1 }));
         st.hash = undefined;
         await this.inner.truncateUpload(id, st.layout().segmentOffset(index));
         st.plainSize = index * st.segmentSize;
@@ -441,7 +340,7 @@ export class EncryptingBlobStore implements BlobStore {
     try {
       key = await this.ring.dataKey(st.objectId.toString('hex'), st.kek, st.wrapped);
       const algorithm: DigestAlgorithm = expected === undefined ? 'sha256' : digestAlgorithm(expected);
-      const digest = algorithm === 'sha256' && st.hash !== undefined ? (`sha256:${st.hash.digest('hex')}` as Digest) : await this.hashSession(id, st, key, algorithm).catch((e: unknown) => {
+      const digest = algorithm === 'sha256' && st.hash !== undefined ? (`sha256:${st.hash.digest('hex')}` as Digest) : await this.sessions.hashSession(id, st, key, algorithm).catch((e: unknown) => {
         if (e instanceof SealError) throw registryError('BLOB_UPLOAD_INVALID', 'the upload session is damaged; restart the upload', { cause: e });
         throw e;
       });
@@ -479,16 +378,6 @@ export class EncryptingBlobStore implements BlobStore {
       this.uploads.drop(id);
       if (!ended) await this.inner.cancelUpload(id).catch(() => false);
     }
-  }
-
-  private async hashSession(id: string, st: UploadState, key: Buffer, algorithm: DigestAlgorithm): Promise<Digest> {
-    const h = createDigester(algorithm);
-    if (st.plainSize > 0) {
-      await pipelineAsync(await this.decryptSession(id, st, Buffer.from(key), { start: 0, end: st.plainSize - 1 }), async (src: AsyncIterable<Buffer>) => {
-        for await (const c of src) h.update(c);
-      });
-    }
-    return `${algorithm}:${h.digest('hex')}` as const;
   }
 
   async cancelUpload(id: string): Promise<boolean> {
