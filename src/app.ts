@@ -9,8 +9,7 @@ import { AuditLog, EventBus } from './audit/index.js';
 import { AuthService, CachingAuthStore, MemoryAuthStore, SqliteAuthStore, type AuthStore } from './auth/index.js';
 import type { Config } from './config/index.js';
 import { createHttpServer } from './http/index.js';
-import { createRegistry, type Registry } from './registry/index.js';
-import { checkHealth } from './registry/health.js';
+import { checkHealth, createRegistry, type Registry } from './registry/index.js';
 import { adminRoutes, distributionRoutes, oauthRoutes } from './routes/index.js';
 import { createBlobStore, createMetadataStore, type BlobStore, type MetadataStore } from './storage/index.js';
 import { Rotator, assertNotEncrypted, createEncryption, keyVaultAudit, type Encryption } from './encryption/index.js';
@@ -167,7 +166,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
       health: () =>
         checkHealth({
           meta,
-          blobs,
+          // the store itself: above it, the decorator would answer from data-keys.db alone
+          blobs: plainBlobs,
           probeKey: ring === undefined ? undefined : () => probe.run(),
         }),
     });
@@ -215,6 +215,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
         clearInterval(expiry);
         clearInterval(rotationCheck);
         await http.close();
+        await rotator?.stop();
         await audit?.close();
         await blobs.close();
         await encryption?.close();

@@ -33,14 +33,14 @@ interface Status {
 }
 
 const kekText = (k: Kek): string => `${k.vault}:${k.name}/${k.version}`;
-const POLL_MS = 250;
+const POLL_MS = 1_000;
 /** A rotation's progress is polled at most this long (bounded wait; the rotation goes on). */
 const MAX_WAIT_MS = 24 * 3600 * 1000;
 
 function human(s: Status): string {
   if (!s.enabled) return 'encryption at rest is OFF (encryption.enabled=false)\n';
   const lines = [
-    `key-encryption key: ${s.target !== undefined ? kekText(s.target) : '?'}${s.followsNewest === true ? ' (follows the newest version)' : ' (pinned)'}`,
+    `key-encryption key: ${s.target !== undefined ? `${kekText(s.target)}${s.followsNewest === true ? ' (follows the newest version)' : ' (pinned)'}` : 'unknown (the vault does not answer)'}`,
     `vault health:       ${s.health?.ok === true ? 'ok' : `CMK_ERROR ${s.health?.error ?? ''}`}`,
     '',
     table((s.dataKeys ?? []).map((d) => ({ key: kekText(d.kek), kind: d.kind, count: d.count, current: s.target !== undefined && kekText(d.kek) === kekText(s.target) ? 'yes' : 'no' })), [
@@ -89,6 +89,7 @@ export function registerEncryption(program: Command): void {
         await new Promise((r) => setTimeout(r, POLL_MS));
         const s = await api.call<Status>('GET', '/encryption');
         p = s.running ?? s.lastRotation ?? p;
+        if (s.running === undefined && s.lastRotation === undefined) throw new CliError('the server reports no rotation running or finished');
       }
       if (tty) process.stderr.write(`\r${bar(p)}\n`);
       print(o, p, (d) => `rotation to ${kekText(d.target)}: ${d.rewrapped} re-wrapped, ${d.skipped} skipped, ${d.failed} failed of ${d.total}\n`);

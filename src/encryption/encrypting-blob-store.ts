@@ -30,7 +30,7 @@ import {
   terminatorPlaintext,
 } from './format.js';
 import type { KeyRing } from './key-ring.js';
-import { DecryptTransform, EncryptTransform } from './segment-streams.js';
+import { collect, DecryptTransform, EncryptTransform } from './segment-streams.js';
 import { UploadStates } from './upload-state.js';
 import { SessionBytes } from './session-bytes.js';
 
@@ -44,12 +44,6 @@ export interface EncryptingBlobStoreOptions {
 
 /** How many checked bindings are remembered. */
 const BOUND_ENTRIES = 50_000;
-
-async function collect(s: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of s as AsyncIterable<Buffer>) parts.push(c);
-  return Buffer.concat(parts);
-}
 
 /** Tampered or unreadable ciphertext is a storage fault, never client data: 500, logged. */
 function asStoreError(e: unknown, digest: Digest): unknown {
@@ -72,13 +66,13 @@ export class EncryptingBlobStore implements BlobStore {
     this.keys = o.keys;
     this.ring = o.ring;
     this.segmentSize = o.segmentSize;
-    this.uploads = new UploadStates(o.inner, (id, st) => this.sessions.repairTail(id, st));
+    this.uploads = new UploadStates(o.inner, (id, st, stored) => this.sessions.repairTail(id, st, stored));
     this.sessions = new SessionBytes(o.inner, o.ring, this.uploads);
   }
 
   // --- stored blobs -----------------------------------------------------------------------
 
-  /** The record of a stored blob whose ciphertext is present; a stale record is removed. */
+  /** The record of a stored blob whose ciphertext is present (a stale record counts as absent; `adopt` replaces it). */
   private async record(digest: Digest): Promise<DataKeyRecord | undefined> {
     const rec = await this.keys.get('blob', digest);
     if (rec === undefined) return undefined;
@@ -390,7 +384,7 @@ export class EncryptingBlobStore implements BlobStore {
   }
 
   async close(): Promise<void> {
-    this.ring.clear();
+    this.ring.close();
     await this.inner.close();
   }
 }

@@ -100,7 +100,8 @@ export class KeyRing {
   /** The target KEK's info through the vault (the version it resolves to); vault errors as UNAVAILABLE. */
   async describeTarget(): Promise<KekRef> {
     const t = this.target;
-    const info = await this.call(() => this.vault(t.vault).getKey(this.o.identity, t.name, t.version));
+    // getKey answers for a disabled key too: its success says nothing about health.
+    const info = await this.call(() => this.vault(t.vault).getKey(this.o.identity, t.name, t.version), false);
     return { vault: t.vault, name: info.name, version: info.version };
   }
 
@@ -214,10 +215,11 @@ export class KeyRing {
     this.cache.delete(cacheId);
   }
 
-  private async call<T>(op: () => Promise<T>): Promise<T> {
+  /** Runs a vault call; its failure always marks the ring unhealthy, its success only when `healthy`. */
+  private async call<T>(op: () => Promise<T>, healthy = true): Promise<T> {
     try {
       const r = await op();
-      this.lastHealth = { ok: true, at: this.now() };
+      if (healthy) this.lastHealth = { ok: true, at: this.now() };
       return r;
     } catch (e) {
       if (isKeyVaultError(e)) {

@@ -18,6 +18,8 @@ import { registryError } from '../oci/index.js';
 const PAGE = 200;
 /** Passes over the work list per run at most (each pass picks up records added behind the last). */
 const MAX_PASSES = 5;
+/** How long the status view reuses the resolved target version. */
+const STATUS_TARGET_MS = 5_000;
 const LAST_ROTATION = 'rotation.last';
 /** a KEK chosen with `rotate --key`, which outlives restarts (it overrides encryption.key) */
 const TARGET = 'rotation.target';
@@ -52,6 +54,8 @@ export class Rotator {
   private running: { progress: RotationProgress; done: Promise<RotationProgress> } | undefined;
   /** a start() in progress: claimed before its first await, so two starts cannot both run */
   private starting: Promise<{ progress: RotationProgress; done: Promise<RotationProgress> }> | undefined;
+  private stopping = false;
+  private statusTarget: { at: number; target: KekRef } | undefined;
 
   /**
    * @param configured the configured key as `<vault>:<encryption.key>`: a target saved by
@@ -110,8 +114,12 @@ export class Rotator {
 
   async status(): Promise<EncryptionStatus> {
     const last = await this.keys.getSetting(LAST_ROTATION);
+    // One vault call per few seconds at most, however often a (read-only) caller asks.
+    if (this.statusTarget === undefined || this.now().getTime() - this.statusTarget.at > STATUS_TARGET_MS) {
+      this.statusTarget = { at: this.now().getTime(), target: await this.resolveTarget() };
+    }
     return {
-      target: await this.resolveTarget(),
+      target: this.statusTarget.target,
       followsNewest: this.ring.targetKey.version === undefined,
       counts: await this.keys.countByKey(),
       ...(this.running !== undefined ? { running: { ...this.running.progress } } : {}),
@@ -137,6 +145,7 @@ export class Rotator {
     const changes = opts.key !== undefined || opts.newVersion === true;
     const busy = this.running !== undefined || this.starting !== undefined;
     if (busy && changes) throw registryError('BAD_REQUEST', 'a rotation is running; change the key when it has finished');
+    if (this.stopping) throw registryError('UNAVAILABLE', 'the server is shutting down');
     if (this.running !== undefined) return this.running;
     if (this.starting !== undefined) return this.starting;
     const starting = this.begin(opts);
@@ -152,21 +161,46 @@ export class Rotator {
     if (opts.key !== undefined) await this.retarget(opts.key);
     if (opts.newVersion === true) await this.newVersion();
     const target = await this.resolveTarget();
+    this.statusTarget = { at: this.now().getTime(), target };
     // Uploads already under way commit with their data key re-wrapped under this version.
     this.ring.noteCurrent(target);
     const progress: RotationProgress = { target, startedAt: this.now().toISOString(), total: await this.pending(target), rewrapped: 0, skipped: 0, failed: 0 };
-    const done = this.run(progress).finally(() => {
-      this.running = undefined;
-    });
+    // A run that fails (the data-key store refusing a write, the store closing under it) ends
+    // with the error in its progress; its promise never rejects, so nobody has to catch it.
+    const done = this.run(progress)
+      .catch((e: unknown) => {
+        progress.error ??= `rotation stopped: ${e instanceof Error ? e.message : String(e)}`;
+        progress.finishedAt ??= this.now().toISOString();
+        return progress;
+      })
+      .finally(() => {
+        this.running = undefined;
+      });
     this.running = { progress, done };
     return this.running;
+  }
+
+  /** Stops a running rotation after the record in hand and waits for it (server shutdown). */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.starting?.catch(() => undefined);
+    await this.running?.done;
+  }
+
+  /** The running and the last rotation's progress, without asking the vault. */
+  async progress(): Promise<{ running?: RotationProgress; lastRotation?: RotationProgress }> {
+    const last = await this.keys.getSetting(LAST_ROTATION);
+    return {
+      ...(this.running !== undefined ? { running: { ...this.running.progress } } : {}),
+      ...(last !== undefined ? { lastRotation: JSON.parse(last) as RotationProgress } : {}),
+    };
   }
 
   private async run(p: RotationProgress): Promise<RotationProgress> {
     // Records committed behind the cursor while a pass runs are picked up by the next pass; a
     // pass that re-wraps nothing ends the run (what is left failed, and is reported).
     const failed = new Set<string>();
-    for (let pass = 0; pass < MAX_PASSES; pass++) {
+    for (let pass = 0; pass < MAX_PASSES && !this.stopping; pass++) {
       const before = p.rewrapped + p.skipped;
       await this.pass(p, failed);
       if (p.rewrapped + p.skipped === before || (await this.pending(p.target)) <= failed.size) break;
@@ -183,6 +217,7 @@ export class Rotator {
       const page = await this.keys.listNotWrappedBy(p.target, PAGE, after);
       if (page.length === 0) break;
       for (const rec of page) {
+        if (this.stopping) return;
         try {
           const next = await this.ring.rewrap(rec.kek, rec.wrapped, p.target);
           const ok = await this.keys.rewrap(rec.kind, rec.digest, { kek: rec.kek, wrapped: rec.wrapped }, { ...next, at: this.now().getTime() });

@@ -4,9 +4,16 @@
  * leave before its segment's tag has been checked (never serve bytes that fail authentication).
  */
 import { createCipheriv, randomBytes, type Cipher, type CipherGCM, type Hash } from 'node:crypto';
-import { Transform, type TransformCallback } from 'node:stream';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { registryError, type Digest } from '../oci/index.js';
 import { NONCE_BYTES, SEGMENT_OVERHEAD, SealError, checkTerminator, hashHeader, openSegment, segmentAad, terminatorLength } from './format.js';
+
+/** A small stream read whole (headers, tails, terminators: a few hundred KiB at most). */
+export async function collect(s: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of s as AsyncIterable<Buffer>) parts.push(c);
+  return Buffer.concat(parts);
+}
 
 export interface EncryptOptions {
   readonly key: Buffer;

@@ -11,14 +11,8 @@ import { createDigester, registryError, type Digest, type DigestAlgorithm } from
 import type { BlobStore, ByteRange } from '../storage/index.js';
 import { SEGMENT_OVERHEAD, SealError, openSegment, segmentAad, terminatorLength } from './format.js';
 import type { KeyRing } from './key-ring.js';
-import { DecryptTransform } from './segment-streams.js';
+import { collect, DecryptTransform } from './segment-streams.js';
 import type { UploadState, UploadStates } from './upload-state.js';
-
-async function collect(s: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of s as AsyncIterable<Buffer>) parts.push(c);
-  return Buffer.concat(parts);
-}
 
 export class SessionBytes {
   constructor(
@@ -31,9 +25,8 @@ export class SessionBytes {
    * A crash between appending the terminator and the commit leaves it at the end of the session:
    * if the last bytes open as a terminator (final flag, right index), they are cut off again.
    */
-  async trimTerminator(id: string, st: UploadState): Promise<void> {
+  async trimTerminator(id: string, st: UploadState, total: number): Promise<boolean> {
     const layout = st.layout();
-    const total = layout.segmentOffset(0) + st.plainSize + layout.dataSegments(st.plainSize) * SEGMENT_OVERHEAD;
     const key = await this.ring.dataKey(st.objectId.toString('hex'), st.kek, st.wrapped);
     try {
       for (const algorithm of ['sha256', 'sha512'] as const) {
@@ -48,8 +41,9 @@ export class SessionBytes {
         }
         await this.inner.truncateUpload(id, total - length);
         st.plainSize = plain;
-        return;
+        return true;
       }
+      return false;
     } finally {
       key.fill(0);
     }
@@ -59,8 +53,11 @@ export class SessionBytes {
    * A session from before a restart may end in a segment a crash tore: check the short last
    * segment and cut the session back to the last whole segment when it does not authenticate.
    */
-  async repairTail(id: string, st: UploadState): Promise<void> {
-    await this.trimTerminator(id, st);
+  async repairTail(id: string, st: UploadState, storedBytes: number): Promise<void> {
+    // The terminator first: its length can look like a torn segment.
+    if (!(await this.trimTerminator(id, st, storedBytes)) && st.layout().plainSizeOfUpload(storedBytes) === undefined) {
+      await this.inner.truncateUpload(id, st.layout().segmentOffset(st.plainSize / st.segmentSize));
+    }
     const index = Math.floor(st.plainSize / st.segmentSize);
     const tailLength = st.plainSize - index * st.segmentSize;
     if (tailLength === 0) return;

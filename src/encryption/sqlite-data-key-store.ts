@@ -7,7 +7,7 @@
  * in the same event-loop turn run in one transaction, each in its own savepoint, and share one
  * fsync; each promise resolves after that commit.
  *
- * The CLI (key rotation) may open the same file from another process, so busy_timeout is set
+ * `bulwark fsck` may open the same file from another process while the server runs, so busy_timeout is set
  * before anything else and the batch transaction is BEGIN IMMEDIATE: it takes the write lock up
  * front (waiting up to busy_timeout) instead of failing with SQLITE_BUSY_SNAPSHOT when a
  * savepoint reads before it writes while the other process commits.

@@ -7,10 +7,10 @@
  * shorter upload (the spec's upload status tells it where to resume).
  */
 import { createHash, type Hash } from 'node:crypto';
-import type { Readable } from 'node:stream';
 import { registryError } from '../oci/index.js';
 import type { BlobStore, UploadInfo } from '../storage/index.js';
 import type { KekRef } from './data-key-store.js';
+import { collect } from './segment-streams.js';
 import { HEADER_PREFIX_BYTES, Layout, SEGMENT_OVERHEAD, SealError, decodeHeader, hashHeader, headerLength } from './format.js';
 
 export interface SessionHeader {
@@ -38,12 +38,6 @@ export interface UploadState extends SessionHeader {
   layout(): Layout;
 }
 
-async function collect(s: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of s as AsyncIterable<Buffer>) parts.push(c);
-  return Buffer.concat(parts);
-}
-
 function stateOf(id: string, h: SessionHeader, plainSize: number, hash: Hash | undefined): UploadState {
   return {
     ...h,
@@ -66,7 +60,7 @@ export class UploadStates {
    */
   constructor(
     private readonly inner: BlobStore,
-    private readonly repair: (id: string, st: UploadState) => Promise<void>,
+    private readonly repair: (id: string, st: UploadState, storedBytes: number) => Promise<void>,
   ) {}
 
   /** A session this process just started. */
@@ -125,14 +119,11 @@ export class UploadStates {
       throw e;
     }
     const layout = new Layout(length, header.segmentSize);
-    let plain = layout.plainSizeOfUpload(info.size);
-    if (plain === undefined) {
-      const whole = Math.floor((info.size - layout.headerLength) / (header.segmentSize + SEGMENT_OVERHEAD));
-      await this.inner.truncateUpload(id, layout.segmentOffset(whole));
-      plain = whole * header.segmentSize;
-    }
+    // Provisional: the repair looks at the real end (a terminator, a torn segment) and fixes it.
+    const whole = Math.floor((info.size - layout.headerLength) / (header.segmentSize + SEGMENT_OVERHEAD));
+    const plain = layout.plainSizeOfUpload(info.size) ?? whole * header.segmentSize;
     const st = stateOf(id, { ...header, headerLength: layout.headerLength, headerHash: hashHeader(headerBytes) }, plain, undefined);
-    await this.repair(id, st);
+    await this.repair(id, st, info.size);
     const raced = this.states.get(id);
     if (raced !== undefined) return raced;
     this.states.set(id, st);

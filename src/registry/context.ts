@@ -14,8 +14,9 @@ export interface RegistryDeps {
   readonly bus: EventBus;
   readonly config: Config;
   /**
-   * How long a decrypted manifest body may be served from memory (ms); undefined: until evicted.
-   * With encryption at rest the composition root sets the data-key cache lifetime here.
+   * How long a manifest body may be served from memory (ms); undefined: until evicted, 0: not
+   * cached. With encryption at rest the composition root sets 0: a decrypted body must not
+   * outlive a revoked key.
    */
   readonly manifestCacheTtlMs?: number | undefined;
 }

@@ -100,6 +100,17 @@ describe('Rotator', () => {
     assert.deepEqual([second.total, second.rewrapped, second.failed], [12, 12, 0]);
   });
 
+  test('a rotation whose data-key store fails ends with the error, never an unhandled rejection', async () => {
+    await push(store, randomBytes(10));
+    await rig.vault.rotateKey(OPERATOR, KEK);
+    rig.keys.setSetting = () => Promise.reject(new Error('disk full'));
+    const p = await (await rotator.start()).done;
+    assert.match(p.error ?? '', /rotation stopped: disk full/);
+    assert.ok(p.finishedAt !== undefined, 'the run is over');
+    await rotator.stop();
+    await assert.rejects(rotator.start(), /shutting down/);
+  });
+
   test('two rotations started together are one run', async () => {
     await push(store, randomBytes(10));
     await rig.vault.rotateKey(OPERATOR, KEK);

@@ -68,7 +68,14 @@ export const encryptionEndpoints: readonly Endpoint[] = [
         // The vault refuses: say so (CMK_ERROR in the CLI) with what is known without it.
         if (!isRegistryError(e)) throw e;
         const dataKeys = (await rotator.counts()).map((c) => ({ kek: { ...c.kek }, kind: c.kind, count: c.count }));
-        return { enabled: true, health: { ok: false, error: ring.health().error ?? e.message }, dataKeys };
+        const p = await rotator.progress();
+        return {
+          enabled: true,
+          health: { ok: false, error: ring.health().error ?? e.message },
+          dataKeys,
+          ...(p.running !== undefined ? { running: view(p.running) } : {}),
+          ...(p.lastRotation !== undefined ? { lastRotation: view(p.lastRotation) } : {}),
+        };
       }
       const health = ring.health();
       return {

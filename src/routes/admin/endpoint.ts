@@ -6,7 +6,7 @@
 import type { AccessClaims, AdminAction, Approver, AuthService } from '../../auth/index.js';
 import type { JsonSchema } from './schemas.js';
 import type { KeyRing, Rotator } from '../../encryption/index.js';
-import type { HealthReport } from '../../registry/health.js';
+import type { HealthReport } from '../../registry/index.js';
 
 /** What the encryption endpoints work with; absent when encryption is off. */
 export interface EncryptionAdmin {
