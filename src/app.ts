@@ -9,7 +9,7 @@ import { AuditLog, EventBus } from './audit/index.js';
 import { AuthService, CachingAuthStore, MemoryAuthStore, SqliteAuthStore, type AuthStore } from './auth/index.js';
 import type { Config } from './config/index.js';
 import { createHttpServer } from './http/index.js';
-import { checkHealth, createRegistry, type Registry } from './registry/index.js';
+import { Throttled, checkHealth, createRegistry, type Registry } from './registry/index.js';
 import { adminRoutes, distributionRoutes, oauthRoutes } from './routes/index.js';
 import { createBlobStore, createMetadataStore, type BlobStore, type MetadataStore } from './storage/index.js';
 import { Rotator, assertNotEncrypted, createEncryption, keyVaultAudit, type Encryption } from './encryption/index.js';
@@ -39,39 +39,13 @@ export interface AppDeps {
   keyVault?: KeyVault;
 }
 
-/**
- * Shares one successful run of `op` among all callers within `ms`, as long as `healthy()` still
- * holds (a failure seen meanwhile, e.g. by a pull, forces a fresh run); failures are not kept.
- */
-class Throttled {
-  private okAt = -Infinity;
-  private inFlight: Promise<void> | undefined;
-  constructor(
-    private readonly ms: number,
-    private readonly healthy: () => boolean,
-    private readonly op: () => Promise<void>,
-  ) {}
-  run(): Promise<void> {
-    if (Date.now() - this.okAt < this.ms && this.healthy()) return Promise.resolve();
-    this.inFlight ??= this.op()
-      .then(() => {
-        this.okAt = Date.now();
-      })
-      .finally(() => {
-        this.inFlight = undefined;
-      });
-    return this.inFlight;
-  }
-}
-
 function autoRotate(rotator: Rotator, log: FastifyInstance['log']): void {
-  void (async () => {
-    const target = await rotator.resolveTarget();
-    if ((await rotator.pending(target)) === 0) return;
-    log.info({ target }, 'data keys are not all wrapped by the current key-encryption key version: rotating');
-    const p = await (await rotator.start()).done;
-    log.info({ target, rewrapped: p.rewrapped, failed: p.failed, error: p.error }, 'finished re-wrapping data keys');
-  })().catch((err: unknown) => log.error({ err }, 'failed to check or rotate the key-encryption key'));
+  rotator.rotateIfBehind().then(
+    (p) => {
+      if (p !== undefined) log.info({ target: p.target, rewrapped: p.rewrapped, failed: p.failed, error: p.error }, 're-wrapped data keys under the current key-encryption key version');
+    },
+    (err: unknown) => log.error({ err }, 'failed to check or rotate the key-encryption key'),
+  );
 }
 
 const BOOTSTRAP_FILE = 'bootstrap-credentials.json';

@@ -162,12 +162,15 @@ export class KeyRing {
   async probe(): Promise<void> {
     const t = this.target;
     const probe = randomBytes(DATA_KEY_BYTES);
-    const w = await this.call(() => this.vault(t.vault).wrapKey(this.o.identity, t.name, t.version, probe));
-    const back = await this.call(() => this.vault(t.vault).unwrapKey(this.o.identity, w.keyId, w.wrapped));
-    const same = back.equals(probe);
-    back.fill(0);
-    probe.fill(0);
-    if (!same) throw registryError('UNAVAILABLE', 'the key vault unwrapped a probe to different bytes');
+    try {
+      const w = await this.call(() => this.vault(t.vault).wrapKey(this.o.identity, t.name, t.version, probe));
+      const back = await this.call(() => this.vault(t.vault).unwrapKey(this.o.identity, w.keyId, w.wrapped));
+      const same = back.equals(probe);
+      back.fill(0);
+      if (!same) throw registryError('UNAVAILABLE', 'the key vault unwrapped a probe to different bytes');
+    } finally {
+      probe.fill(0);
+    }
   }
 
   forget(cacheId: string): void {

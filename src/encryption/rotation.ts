@@ -180,6 +180,17 @@ export class Rotator {
     return this.running;
   }
 
+  /**
+   * The periodic check: when data keys are not all under the target's current version (a new
+   * version appeared in the vault, or a run was interrupted), rotates and returns the run's
+   * progress; otherwise undefined.
+   */
+  async rotateIfBehind(): Promise<RotationProgress | undefined> {
+    if (this.running !== undefined || this.starting !== undefined || this.stopping) return undefined;
+    if ((await this.pending(await this.resolveTarget())) === 0) return undefined;
+    return (await this.start()).done;
+  }
+
   /** Stops a running rotation after the record in hand and waits for it (server shutdown). */
   async stop(): Promise<void> {
     this.stopping = true;

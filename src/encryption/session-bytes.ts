@@ -112,7 +112,10 @@ export class SessionBytes {
       return Readable.from([]);
     }
     const cipherEnd = layout.segmentOffset(last) + layout.segmentPlainLength(last, st.plainSize) + SEGMENT_OVERHEAD - 1;
-    const source = await this.inner.readUploadData(id, { start: layout.segmentOffset(first), end: cipherEnd });
+    const source = await this.inner.readUploadData(id, { start: layout.segmentOffset(first), end: cipherEnd }).catch((e: unknown) => {
+      key.fill(0);
+      throw e;
+    });
     const decrypt = new DecryptTransform({
       key,
       objectId: st.objectId,

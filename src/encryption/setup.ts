@@ -134,39 +134,38 @@ function assertNoPlaintext(config: Config): void {
 export async function createEncryption(config: Config, deps: EncryptionDeps): Promise<Encryption> {
   const key = parseKey(config);
   const vault = deps.vault ?? (await vaultDrivers[key.vault](config, deps));
+  const vaults = new Map<string, KeyVault>([[key.vault, vault]]);
+  let keys: DataKeyStore | undefined;
+  // Whatever fails below, nothing opened so far stays open.
+  const undo = async (): Promise<void> => {
+    await keys?.close();
+    for (const v of vaults.values()) await v.close();
+  };
   try {
     await ensureKey(vault, config, key);
+    if (deps.persistent) assertNoPlaintext(config);
+    keys = deps.persistent ? new SqliteDataKeyStore(join(config.dataDir, 'data-keys.db')) : new MemoryDataKeyStore();
+    // Moving off the embedded vault: data keys it wrapped stay readable (and can be re-wrapped by
+    // `bulwark encryption rotate`) as long as its files are here, so open it beside the new one.
+    if (deps.persistent && deps.vault === undefined && key.vault !== 'local' && (await keys.countByKey()).some((c) => c.kek.vault === 'local')) {
+      vaults.set('local', await vaultDrivers.local(config, deps));
+    }
   } catch (e) {
-    await vault.close();
+    await undo();
     throw e;
   }
-  const vaults = new Map<string, KeyVault>([[key.vault, vault]]);
-  if (deps.persistent) {
-    try {
-      assertNoPlaintext(config);
-    } catch (e) {
-      await vault.close();
-      throw e;
-    }
-  }
-  const keys: DataKeyStore = deps.persistent ? new SqliteDataKeyStore(join(config.dataDir, 'data-keys.db')) : new MemoryDataKeyStore();
-  // Moving off the embedded vault: data keys it wrapped stay readable (and can be re-wrapped by
-  // `bulwark encryption rotate`) as long as its files are here, so open it beside the new one.
-  if (deps.persistent && deps.vault === undefined && key.vault !== 'local' && (await keys.countByKey()).some((c) => c.kek.vault === 'local')) {
-    vaults.set('local', await vaultDrivers.local(config, deps));
-  }
+  const store = keys;
   const ring = new KeyRing({ vaults, identity: config.encryption.identity, target: key, cacheMs: config.encryption.dataKeyCacheSeconds * 1000 });
   return {
     ring,
-    keys,
+    keys: store,
     vaults,
     key,
-    wrap: (inner) => new EncryptingBlobStore({ inner, keys, ring, segmentSize: config.encryption.segmentBytes }),
-    wrapMeta: (inner) => new EncryptingMetadataStore({ inner, keys, ring, segmentSize: config.encryption.segmentBytes }),
+    wrap: (inner) => new EncryptingBlobStore({ inner, keys: store, ring, segmentSize: config.encryption.segmentBytes }),
+    wrapMeta: (inner) => new EncryptingMetadataStore({ inner, keys: store, ring, segmentSize: config.encryption.segmentBytes }),
     close: async () => {
       ring.close();
-      await keys.close();
-      for (const v of vaults.values()) await v.close();
+      await undo();
     },
   };
 }

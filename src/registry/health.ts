@@ -46,3 +46,28 @@ export async function checkHealth(deps: HealthDeps): Promise<HealthReport> {
   if (deps.probeKey !== undefined) checks.push(await run('CMK', deps.probeKey));
   return { ok: checks.every((c) => c.ok), checks };
 }
+
+/**
+ * Shares one successful run of `op` among all callers within `ms`, as long as `healthy()` still
+ * holds (a failure seen meanwhile, e.g. by a pull, forces a fresh run); failures are not kept.
+ */
+export class Throttled {
+  private okAt = -Infinity;
+  private inFlight: Promise<void> | undefined;
+  constructor(
+    private readonly ms: number,
+    private readonly healthy: () => boolean,
+    private readonly op: () => Promise<void>,
+  ) {}
+  run(): Promise<void> {
+    if (Date.now() - this.okAt < this.ms && this.healthy()) return Promise.resolve();
+    this.inFlight ??= this.op()
+      .then(() => {
+        this.okAt = Date.now();
+      })
+      .finally(() => {
+        this.inFlight = undefined;
+      });
+    return this.inFlight;
+  }
+}

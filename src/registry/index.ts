@@ -7,7 +7,7 @@ export { BlobService, type AppendRequest } from './blobs.js';
 export { ManifestService, type PutManifestResult } from './manifests.js';
 export { ListingService, REFERRERS_MEDIA_TYPE, type ListPage, type ReferrerDescriptor } from './listing.js';
 export type { OpContext, RegistryDeps } from './context.js';
-export { checkHealth, type HealthCheck, type HealthDeps, type HealthReport } from './health.js';
+export { Throttled, checkHealth, type HealthCheck, type HealthDeps, type HealthReport } from './health.js';
 
 export interface Registry {
   readonly blobs: BlobService;
