@@ -2,19 +2,18 @@
  * SQLite DataKeyStore (better-sqlite3) in its own file, `<data-dir>/data-keys.db`: WAL with
  * synchronous=FULL, so a write whose promise resolved survives kill -9 and power loss (ADR 0002).
  *
- * Writes use group commit, as SqliteMetadataStore does: pushes call putIfAbsent once per blob, and
- * better-sqlite3 is synchronous, so an fsync per write would stall every request. Writes requested
- * in the same event-loop turn run in one transaction, each in its own savepoint, and share one
- * fsync; each promise resolves after that commit.
+ * Writes use group commit (storage/group-commit.ts, shared with SqliteMetadataStore): pushes call
+ * putIfAbsent once per blob, and an fsync per write would stall every request.
  *
- * `bulwark fsck` may open the same file from another process while the server runs, so busy_timeout is set
- * before anything else and the batch transaction is BEGIN IMMEDIATE: it takes the write lock up
+ * `bulwark fsck` may open the same file from another process while the server runs, so
+ * busy_timeout is set before anything else and the batch transaction is BEGIN IMMEDIATE: it takes the write lock up
  * front (waiting up to busy_timeout) instead of failing with SQLITE_BUSY_SNAPSHOT when a
  * savepoint reads before it writes while the other process commits.
  */
 import Database from 'better-sqlite3';
 import { chmodSync, closeSync, openSync } from 'node:fs';
 import type { Digest } from '../oci/index.js';
+import { GroupCommit } from '../storage/index.js';
 import { sameKek, type DataKeyRecord, type DataKeyStore, type KekCount, type KekRef, type SealedKind } from './data-key-store.js';
 import { compareKeys } from './memory-data-key-store.js';
 
@@ -72,14 +71,6 @@ interface KekRow {
   name: string;
   version: string;
 }
-
-interface PendingWrite {
-  readonly run: () => unknown;
-  readonly resolve: (v: unknown) => void;
-  readonly reject: (e: unknown) => void;
-}
-
-type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 
 /** better-sqlite3 returns a fresh Buffer per read, so records never alias stored state. */
 function toRecord(r: Row): DataKeyRecord {
@@ -147,9 +138,8 @@ function prepare(db: Database.Database) {
 export class SqliteDataKeyStore implements DataKeyStore {
   private readonly db: Database.Database;
   private readonly q: ReturnType<typeof prepare>;
-  private readonly commitBatch: Database.Transaction<(batch: PendingWrite[]) => Outcome[]>;
+  private readonly commits: GroupCommit;
   private readonly snapshot: Database.Transaction<(read: () => Row[]) => Row[]>;
-  private pending: PendingWrite[] = [];
 
   constructor(path: string) {
     createPrivate(path);
@@ -170,46 +160,15 @@ export class SqliteDataKeyStore implements DataKeyStore {
       }).immediate();
     }
     this.q = prepare(db);
-    // a nested transaction is a savepoint: a failing write rolls back alone
-    const savepoint = db.transaction((run: () => unknown) => run());
-    this.commitBatch = db.transaction((batch: PendingWrite[]) =>
-      batch.map((w): Outcome => {
-        try {
-          return { ok: true, value: savepoint(w.run) };
-        } catch (error) {
-          return { ok: false, error };
-        }
-      }),
-    );
+    // BEGIN IMMEDIATE: another process (fsck) may write between a read and a write
+    this.commits = new GroupCommit(db, true);
     // several SELECTs that must see one state, whatever the CLI commits between them
     this.snapshot = db.transaction((read: () => Row[]) => read());
   }
 
-  /** Queue a write for the next group commit; resolves after it is durable. */
+  /** Queue a write for the next group commit (storage's GroupCommit); resolves after it is durable. */
   private write<T>(run: () => T): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      if (this.pending.length === 0) setImmediate(() => this.flush());
-      this.pending.push({ run, resolve: (v) => resolve(v as T), reject });
-    });
-  }
-
-  private flush(): void {
-    const batch = this.pending;
-    this.pending = [];
-    if (batch.length === 0) return;
-    let outcomes: Outcome[];
-    try {
-      outcomes = this.commitBatch.immediate(batch);
-    } catch (error) {
-      // the commit itself failed (busy past the timeout, disk full, closed): nothing is durable
-      for (const w of batch) w.reject(error);
-      return;
-    }
-    batch.forEach((w, i) => {
-      const o = outcomes[i];
-      if (o?.ok === true) w.resolve(o.value);
-      else w.reject(o?.error);
-    });
+    return this.commits.write(run);
   }
 
   async get(kind: SealedKind, digest: Digest): Promise<DataKeyRecord | undefined> {
@@ -325,7 +284,7 @@ export class SqliteDataKeyStore implements DataKeyStore {
   }
 
   async close(): Promise<void> {
-    if (this.pending.length > 0) this.flush();
+    this.commits.flush();
     if (this.db.open) this.db.close();
   }
 }

@@ -8,3 +8,4 @@ export { createBlobStore, createMetadataStore, type BlobDriver, type MetadataDri
 export { isUploadId } from './fs-layout.js';
 export { FileRangeStream, isRecycling } from './file-range-stream.js';
 export { fsck, type FsckReport, type FsckProblem, type FsckProblemKind } from './fsck.js';
+export { GroupCommit } from './group-commit.js';

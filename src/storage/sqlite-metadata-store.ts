@@ -2,14 +2,13 @@
  * SQLite MetadataStore (better-sqlite3): WAL journal with synchronous=FULL, so a call that
  * resolved survives kill -9 and power loss. Statements are prepared once.
  *
- * Writes use group commit: writes requested in the same turn of the event loop run in one
- * transaction (each in its own savepoint, so one failure does not undo the others) and share one
- * fsync; each caller's promise resolves only after that commit. better-sqlite3 is synchronous, so
- * an fsync per write would stall every other request for its duration.
+ * Writes use group commit (group-commit.ts): writes requested in the same turn of the event loop
+ * share one transaction and one fsync, each in its own savepoint.
  */
 import Database from 'better-sqlite3';
 import type { Digest } from '../oci/index.js';
 import type { ManifestRecord, MetadataStore, Page } from './metadata-store.js';
+import { GroupCommit } from './group-commit.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS repositories (name TEXT PRIMARY KEY, created_at INTEGER NOT NULL) WITHOUT ROWID;
@@ -28,12 +27,6 @@ CREATE TABLE IF NOT EXISTS tags (
 CREATE INDEX IF NOT EXISTS tags_digest ON tags (repository, digest);
 CREATE TABLE IF NOT EXISTS manifest_content (digest TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID;
 `;
-
-interface PendingWrite {
-  readonly run: () => unknown;
-  readonly resolve: (v: unknown) => void;
-  readonly reject: (e: unknown) => void;
-}
 
 interface ManifestRow {
   repository: string;
@@ -62,7 +55,7 @@ function toRecord(r: ManifestRow): ManifestRecord {
 export class SqliteMetadataStore implements MetadataStore {
   private readonly db: Database.Database;
   private readonly q;
-  private pending: PendingWrite[] = [];
+  private readonly commits: GroupCommit;
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -70,6 +63,7 @@ export class SqliteMetadataStore implements MetadataStore {
     this.db.pragma('synchronous = FULL');
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);
+    this.commits = new GroupCommit(this.db);
     const db = this.db;
     this.q = {
       addRepo: db.prepare('INSERT OR IGNORE INTO repositories (name, created_at) VALUES (?, ?)'),
@@ -101,39 +95,9 @@ export class SqliteMetadataStore implements MetadataStore {
     };
   }
 
-  /** Queue a write for the next group commit; resolves after it is durable. */
+  /** Queue a write for the next group commit (group-commit.ts); resolves after it is durable. */
   private write<T>(run: () => T): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      if (this.pending.length === 0) setImmediate(() => this.flush());
-      this.pending.push({ run, resolve: (v) => resolve(v as T), reject });
-    });
-  }
-
-  private flush(): void {
-    const batch = this.pending;
-    this.pending = [];
-    if (batch.length === 0) return;
-    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
-    try {
-      this.db.transaction(() => {
-        for (const w of batch) {
-          try {
-            // a nested transaction is a savepoint: a failing write rolls back alone
-            outcomes.push({ ok: true, value: this.db.transaction(w.run)() });
-          } catch (error) {
-            outcomes.push({ ok: false, error });
-          }
-        }
-      })();
-    } catch (error) {
-      for (const w of batch) w.reject(error);
-      return;
-    }
-    batch.forEach((w, i) => {
-      const o = outcomes[i];
-      if (o?.ok === true) w.resolve(o.value);
-      else w.reject(o?.error);
-    });
+    return this.commits.write(run);
   }
 
   async linkBlob(repository: string, digest: Digest, size: number): Promise<void> {
@@ -220,7 +184,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async close(): Promise<void> {
-    if (this.pending.length > 0) this.flush();
+    this.commits.flush();
     if (this.db.open) this.db.close();
   }
 }
