@@ -15,8 +15,9 @@
  * Not covered: replacing the file with an older genuine copy (rollback).
  */
 import { createCipheriv, createDecipheriv, createHmac, createPrivateKey, createPublicKey, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { fsyncPath, writeAtomically } from './durable-file.js';
 import { KEY_SIZES, KeyVaultError, type KeySize } from './key-vault.js';
 import { MemoryKeyVault, type KeyRecord, type KeyRecords, type KeyVaultOptions, type VersionRecord } from './memory-key-vault.js';
 
@@ -52,15 +53,6 @@ function corrupt(message: string, cause?: unknown): never {
 }
 function masterKeyError(message: string, cause?: unknown): never {
   throw new KeyVaultError('MASTER_KEY', message, cause === undefined ? undefined : { cause });
-}
-
-async function fsyncPath(path: string): Promise<void> {
-  const fh = await open(path, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 function decodeMasterKey(text: string, where: string): Buffer {
@@ -212,7 +204,7 @@ export class LocalKeyVault extends MemoryKeyVault {
     );
     const body: Body = { check: this.check, keys };
     const text = JSON.stringify({ format: 1, body, mac: this.sealer.tag(JSON.stringify(body)) });
-    await this.writeAtomically(text);
+    await writeAtomically(this.file, text);
   }
 
   private sealOnce(name: string, v: VersionRecord): string {
@@ -224,24 +216,5 @@ export class LocalKeyVault extends MemoryKeyVault {
       this.sealed.set(v, s);
     }
     return s;
-  }
-
-  /** rename(2) is atomic; the fsyncs make the new content and the new name survive a crash. */
-  private async writeAtomically(text: string): Promise<void> {
-    const tmp = `${this.file}.tmp-${randomBytes(6).toString('hex')}`;
-    try {
-      const fh = await open(tmp, 'wx', 0o600);
-      try {
-        await fh.writeFile(text);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await rename(tmp, this.file);
-      await fsyncPath(dirname(this.file));
-    } catch (e) {
-      await rm(tmp, { force: true });
-      throw new KeyVaultError('UNAVAILABLE', `failed to write ${this.file}`, { cause: e });
-    }
   }
 }

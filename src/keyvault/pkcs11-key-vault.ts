@@ -36,7 +36,8 @@ import { join } from 'node:path';
 import { KeyVaultError, type KeySize, type KeyVersionInfo } from './key-vault.js';
 import { KeyVaultBase, type KeyRecord, type KeyRecords, type KeyVaultOptions } from './memory-key-vault.js';
 import type { TokenSelector } from './pkcs11-session.js';
-import { assertStateBody, loadPin, parseEnvelope, readStateText, writeAtomically, type PinSource, type StoredKey } from './pkcs11-state.js';
+import { writeAtomically } from './durable-file.js';
+import { assertStateBody, loadPin, parseEnvelope, readStateText, type PinSource, type StoredKey } from './pkcs11-state.js';
 import { Pkcs11Token, type TokenKeyPair } from './pkcs11-token.js';
 
 export const DEFAULT_PKCS11_MODULE = '/usr/lib/softhsm/libsofthsm2.so';

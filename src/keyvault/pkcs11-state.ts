@@ -11,9 +11,7 @@
  * purged or expired versions whose token objects are still to be destroyed. The file holds no
  * key material.
  */
-import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, rm, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { readFile, stat } from 'node:fs/promises';
 import { KEY_NAME, KEY_SIZES, KeyVaultError, type KeySize } from './key-vault.js';
 
 export interface StoredVersion {
@@ -103,34 +101,6 @@ export async function readStateText(file: string): Promise<string | undefined> {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new KeyVaultError('UNAVAILABLE', `failed to read ${file}`, { cause: e });
-  }
-}
-
-async function fsyncPath(path: string): Promise<void> {
-  const fh = await open(path, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-/** rename(2) is atomic; the fsyncs make the new content and the new name survive a crash. */
-export async function writeAtomically(file: string, text: string): Promise<void> {
-  const tmp = `${file}.tmp-${randomBytes(6).toString('hex')}`;
-  try {
-    const fh = await open(tmp, 'wx', 0o600);
-    try {
-      await fh.writeFile(text);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, file);
-    await fsyncPath(dirname(file));
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw new KeyVaultError('UNAVAILABLE', `failed to write ${file}`, { cause: e });
   }
 }
 
