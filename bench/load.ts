@@ -79,3 +79,21 @@ export function sizeLabel(bytes: number): string {
   if (bytes >= MiB && bytes % MiB === 0) return `${bytes / MiB} MiB`;
   return `${Math.round(bytes / 1024)} KiB`;
 }
+
+/** Several rounds' loop results as one. */
+export function sum(results: readonly LoopResult[]): LoopResult {
+  return {
+    count: results.reduce((n, r) => n + r.count, 0),
+    seconds: results.reduce((n, r) => n + r.seconds, 0),
+    latenciesMs: results.flatMap((r) => r.latenciesMs),
+    timeBound: results.some((r) => r.timeBound),
+    cpuSeconds: results.reduce((n, r) => n + r.cpuSeconds, 0),
+  };
+}
+
+/** xs[i], or an error naming the index (strict index checks without `!`). */
+export function at<T>(xs: readonly T[], i: number): T {
+  const x = xs[i];
+  if (x === undefined) throw new Error(`index ${i} out of range`);
+  return x;
+}

@@ -13,7 +13,7 @@
  */
 import { bootstrapCredentials, startServer, type Credentials, type RunningServer } from '../../test/testkit/server.js';
 import { RegistryClient } from '../client.js';
-import { boundedLoop, percentile, type LoopResult } from '../load.js';
+import { boundedLoop, percentile, sum, type LoopResult } from '../load.js';
 import { ProcessMonitor } from '../procstats.js';
 import { BearerToken, parseChallenge, TokenEndpoint, tokenAnswer } from '../token-client.js';
 import type { Measurement, Scenario, ScenarioContext, Step } from '../types.js';
@@ -154,16 +154,6 @@ async function setUp(ctx: ScenarioContext, repo: string, pullScope: string): Pro
   // The auth-on server's own window: its peak RSS over the timed steps.
   monitor.begin();
   return { server, monitor, admin, endpoint, refreshToken, pullToken, on, off };
-}
-
-function sum(results: readonly LoopResult[]): LoopResult {
-  return {
-    count: results.reduce((n, r) => n + r.count, 0),
-    seconds: results.reduce((n, r) => n + r.seconds, 0),
-    latenciesMs: results.flatMap((r) => r.latenciesMs),
-    timeBound: results.some((r) => r.timeBound),
-    cpuSeconds: results.reduce((n, r) => n + r.cpuSeconds, 0),
-  };
 }
 
 function detail(r: LoopResult): Record<string, number | boolean> {

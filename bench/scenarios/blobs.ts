@@ -7,7 +7,7 @@
  * the timed loop measures the registry and the transport, not the generator.
  */
 import { type BlobContent, blobContent, digestOf, materialize } from '../content.js';
-import { boundedLoop, MiB, sizeLabel, type LoopResult } from '../load.js';
+import { at, boundedLoop, MiB, sizeLabel, type LoopResult } from '../load.js';
 import type { Goal, Measurement, Scenario, ScenarioContext, Step } from '../types.js';
 
 const CHUNK = 8 * MiB;
@@ -205,10 +205,4 @@ function rows(ctx: ScenarioContext, plan: Plan, id: string, what: string, r: Loo
     detail,
   });
   return out;
-}
-
-function at<T>(xs: readonly T[], i: number): T {
-  const x = xs[i];
-  if (x === undefined) throw new Error(`index ${i} out of range`);
-  return x;
 }

@@ -19,7 +19,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startServer, type RunningServer } from '../../test/testkit/server.js';
 import { RegistryClient } from '../client.js';
 import { blobContent, digestOf, materialize, sha256 } from '../content.js';
-import { boundedLoop, MiB, percentile, sizeLabel, type LoopResult } from '../load.js';
+import { at, boundedLoop, MiB, percentile, sizeLabel, sum, type LoopResult } from '../load.js';
 import { ProcessMonitor } from '../procstats.js';
 import type { Measurement, Scenario, ScenarioContext, Step } from '../types.js';
 
@@ -344,20 +344,4 @@ class AuditTail {
     }
     return counts;
   }
-}
-
-function sum(results: readonly LoopResult[]): LoopResult {
-  return {
-    count: results.reduce((n, r) => n + r.count, 0),
-    seconds: results.reduce((n, r) => n + r.seconds, 0),
-    latenciesMs: results.flatMap((r) => r.latenciesMs),
-    timeBound: results.some((r) => r.timeBound),
-    cpuSeconds: results.reduce((n, r) => n + r.cpuSeconds, 0),
-  };
-}
-
-function at<T>(xs: readonly T[], i: number): T {
-  const x = xs[i];
-  if (x === undefined) throw new Error(`index ${i} out of range`);
-  return x;
 }
