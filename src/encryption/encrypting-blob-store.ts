@@ -30,6 +30,7 @@ import {
   terminatorPlaintext,
 } from './format.js';
 import type { KeyRing } from './key-ring.js';
+import { AsyncSha256 } from './native.js';
 import { collect, DecryptTransform, EncryptTransform } from './segment-streams.js';
 import { UploadStates } from './upload-state.js';
 import { SessionBytes } from './session-bytes.js';
@@ -240,12 +241,14 @@ export class EncryptingBlobStore implements BlobStore {
     const header = encodeHeader({ segmentSize: this.segmentSize, objectId, kek: dk.kek, wrapped: dk.wrapped });
     const info = await this.inner.startUpload(id, repository);
     try {
-      await this.inner.appendUpload(id, Readable.from([header]), { length: header.length });
+      await this.inner.appendUpload(id, Readable.from([header]), { length: header.length, callerHashes: true });
     } catch (e) {
       await this.inner.cancelUpload(id);
       throw e;
     }
-    this.uploads.adopt(id, { objectId, segmentSize: this.segmentSize, headerLength: header.length, headerHash: hashHeader(header), kek: dk.kek, wrapped: dk.wrapped });
+    const st = this.uploads.adopt(id, { objectId, segmentSize: this.segmentSize, headerLength: header.length, headerHash: hashHeader(header), kek: dk.kek, wrapped: dk.wrapped });
+    st.cipherHash = new AsyncSha256();
+    st.cipherHash.update(header);
     return { ...info, size: 0 };
   }
 
@@ -274,11 +277,26 @@ export class EncryptingBlobStore implements BlobStore {
       }
       key = await this.ring.dataKey(st.objectId.toString('hex'), st.kek, st.wrapped);
       const { index, prefix, tailCipher } = await this.sessions.openTail(id, st, key);
-      const encrypt = new EncryptTransform({ key, objectId: st.objectId, segmentSize: st.segmentSize, firstIndex: index, prefix, hash: st.hash, length: opts.length });
+      // A rewritten tail took bytes the ciphertext hash has seen out of the session.
+      if (tailCipher !== undefined) st.cipherHash = undefined;
+      const encrypt = new EncryptTransform({ key, objectId: st.objectId, segmentSize: st.segmentSize, firstIndex: index, prefix, hash: st.hash, cipherHash: st.cipherHash, length: opts.length });
+      const callerHashes = st.cipherHash !== undefined;
       try {
-        await this.inner.appendUpload(id, pipeline(body, encrypt, () => undefined), opts.signal === undefined ? {} : { signal: opts.signal });
+        // The store hands each written segment back for the next one (no allocation per segment).
+        const recycle = (c: Buffer): void => encrypt.recycle(c);
+        // With the body's length known, so is the ciphertext's: the store below then knows where
+        // the body ends (its write-back stops before the end, not in the commit's way).
+        const plain = opts.length === undefined ? undefined : prefix.length + opts.length;
+        const length = plain === undefined ? undefined : plain + Math.ceil(plain / st.segmentSize) * SEGMENT_OVERHEAD;
+        await this.inner.appendUpload(id, pipeline(body, encrypt, () => undefined), {
+          ...(opts.signal === undefined ? {} : { signal: opts.signal }),
+          ...(length === undefined ? {} : { length }),
+          recycle,
+          callerHashes,
+        });
       } catch (e) {
         st.hash = undefined;
+        st.cipherHash = undefined;
         if (tailCipher !== undefined) await this.sessions.restoreTail(id, tailCipher);
         throw e;
       }
@@ -312,6 +330,7 @@ export class EncryptingBlobStore implements BlobStore {
         const keep = size - index * st.segmentSize;
         const kept = keep === 0 ? undefined : await collect(await this.sessions.decryptSession(id, st, Buffer.from(key), { start: index * st.segmentSize, end: size - 1 }));
         st.hash = undefined;
+        st.cipherHash = undefined;
         await this.inner.truncateUpload(id, st.layout().segmentOffset(index));
         st.plainSize = index * st.segmentSize;
         if (kept !== undefined) {
@@ -334,7 +353,7 @@ export class EncryptingBlobStore implements BlobStore {
     try {
       key = await this.ring.dataKey(st.objectId.toString('hex'), st.kek, st.wrapped);
       const algorithm: DigestAlgorithm = expected === undefined ? 'sha256' : digestAlgorithm(expected);
-      const digest = algorithm === 'sha256' && st.hash !== undefined ? (`sha256:${st.hash.digest('hex')}` as Digest) : await this.sessions.hashSession(id, st, key, algorithm).catch((e: unknown) => {
+      const digest = algorithm === 'sha256' && st.hash !== undefined ? await st.hash.digest() : await this.sessions.hashSession(id, st, key, algorithm).catch((e: unknown) => {
         if (e instanceof SealError) throw registryError('BLOB_UPLOAD_INVALID', 'the upload session is damaged; restart the upload', { cause: e });
         throw e;
       });
@@ -351,9 +370,12 @@ export class EncryptingBlobStore implements BlobStore {
         segmentAad(st.objectId, st.segmentSize, layout.dataSegments(st.plainSize), true),
         terminatorPlaintext(st.plainSize, digest, st.headerHash),
       );
-      await this.inner.appendUpload(id, Readable.from([terminator]), { length: terminator.length });
+      const cipherHash = st.cipherHash;
+      cipherHash?.update(terminator);
+      await this.inner.appendUpload(id, Readable.from([terminator]), { length: terminator.length, callerHashes: cipherHash !== undefined });
       ended = true;
-      const stored = await this.inner.commitUpload(id);
+      // Named by the hash of every byte this decorator appended, or, when that is unknown, by the store.
+      const stored = cipherHash === undefined ? await this.inner.commitUpload(id) : await this.inner.commitUpload(id, await cipherHash.digest(), { vouched: true });
       await this.adopt({
         kind: 'blob',
         digest,

@@ -1,12 +1,25 @@
 /**
  * Streaming encryption and decryption of segments (format.ts). Memory stays flat: encryption
- * emits ciphertext as it goes; decryption holds at most one segment, because no plaintext may
- * leave before its segment's tag has been checked (never serve bytes that fail authentication).
+ * emits ciphertext as it goes; decryption emits a segment's plaintext only once its tag has been
+ * checked (never serve bytes that fail authentication).
+ *
+ * Both streams seal and open whole segments with aes-gcm.ts into buffers of their own, which
+ * their consumer may hand back (`recycle`: the file store once a chunk is written, the HTTP pump
+ * once it is sent). A long push or pull then allocates a few buffers, not one per segment
+ * (ADR 0007).
  */
-import { createCipheriv, randomBytes, type Cipher, type CipherGCM, type Hash } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { registryError, type Digest } from '../oci/index.js';
-import { NONCE_BYTES, SEGMENT_OVERHEAD, SealError, checkTerminator, hashHeader, openSegment, segmentAad, terminatorLength } from './format.js';
+import { RecyclePool } from '../storage/index.js';
+import { aesGcm, type AsyncSha256 } from './native.js';
+import { NONCE_BYTES, SEGMENT_OVERHEAD, SealError, TAG_BYTES, checkTerminator, hashHeader, segmentAad, terminatorLength } from './format.js';
+
+/**
+ * Output buffers a stream keeps for reuse: as many as its consumers hold at once (the stream's
+ * own queue, the socket's or the file writer's), so that a steady stream stops allocating.
+ */
+const KEEP = 16;
 
 /** A small stream read whole (headers, tails, terminators: a few hundred KiB at most). */
 export async function collect(s: Readable): Promise<Buffer> {
@@ -23,19 +36,31 @@ export interface EncryptOptions {
   readonly firstIndex: number;
   /** plaintext already in segment `firstIndex` (a partial tail being rewritten); not hashed or counted */
   readonly prefix?: Buffer;
-  /** fed with the body (not the prefix) */
-  readonly hash?: Hash | undefined;
+  /** fed with the body (not the prefix): the client's digest */
+  readonly hash?: AsyncSha256 | undefined;
+  /** fed with every segment produced: the ciphertext's name in the store below */
+  readonly cipherHash?: AsyncSha256 | undefined;
   /** exact body length (Content-Length): longer fails at once, shorter at the end */
   readonly length?: number | undefined;
 }
 
+/** Bytes a hash may have queued before the body waits for it (backpressure). */
+const HASH_AHEAD = 2 << 20;
+
 /**
  * Plaintext in, data segments out (never the terminator: the upload does not know it has ended).
- * A partial last segment is closed at the end of the body; the next append rewrites it.
+ * A partial last segment is closed at the end of the body; the next append rewrites it. Each
+ * output chunk is one whole segment, nonce | ciphertext | tag, in a buffer `recycle` takes back.
+ * Hashing runs on the thread pool (native.ts): a plaintext segment is reused once hashed, and a
+ * sealed one leaves once hashed, so the ciphertext hash sees exactly what the store below gets.
  */
 export class EncryptTransform extends Transform {
-  private cipher: CipherGCM | undefined;
+  private readonly plains: RecyclePool;
+  private readonly outs: RecyclePool;
+  /** the segment being filled, and how much of it is the (unhashed) prefix */
+  private segment: Buffer;
   private filled = 0;
+  private prefixed = 0;
   private index: number;
   /** body bytes seen */
   bytes = 0;
@@ -43,7 +68,18 @@ export class EncryptTransform extends Transform {
   constructor(private readonly o: EncryptOptions) {
     super({ highWaterMark: 1 << 20 });
     this.index = o.firstIndex;
-    if (o.prefix !== undefined && o.prefix.length > 0) this.feed(o.prefix);
+    this.plains = new RecyclePool(o.segmentSize, KEEP);
+    this.outs = new RecyclePool(o.segmentSize + SEGMENT_OVERHEAD, KEEP);
+    this.segment = this.plains.take();
+    if (o.prefix !== undefined) {
+      this.feed(o.prefix);
+      this.prefixed = this.filled;
+    }
+  }
+
+  /** Takes back an output chunk the consumer no longer references (AppendOptions.recycle). */
+  recycle(chunk: Buffer): void {
+    this.outs.recycle(chunk);
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
@@ -52,9 +88,8 @@ export class EncryptTransform extends Transform {
       cb(registryError('SIZE_INVALID', `body is longer than the declared ${this.o.length} bytes`));
       return;
     }
-    this.o.hash?.update(chunk);
     this.feed(chunk);
-    cb();
+    this.hashed(HASH_AHEAD, cb);
   }
 
   override _flush(cb: TransformCallback): void {
@@ -62,35 +97,58 @@ export class EncryptTransform extends Transform {
       cb(registryError('SIZE_INVALID', `received ${this.bytes} bytes but ${this.o.length} were declared`));
       return;
     }
-    if (this.cipher !== undefined) this.close();
-    cb();
+    if (this.filled > 0) this.seal();
+    this.hashed(0, cb);
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.segment.fill(0);
+    this.plains.close();
+    this.outs.close();
+    cb(err);
+  }
+
+  /** Calls `cb` once both hashes have at most `max` bytes queued. */
+  private hashed(max: number, cb: TransformCallback): void {
+    const { hash, cipherHash } = this.o;
+    if ((hash === undefined || hash.pendingBytes <= max) && (cipherHash === undefined || cipherHash.pendingBytes <= max)) {
+      cb();
+      return;
+    }
+    Promise.all([hash?.whenBelow(max), cipherHash?.whenBelow(max)]).then(() => cb(), cb);
   }
 
   private feed(piece: Buffer): void {
-    const s = this.o.segmentSize;
     while (piece.length > 0) {
-      if (this.cipher === undefined) {
-        const nonce = randomBytes(NONCE_BYTES);
-        this.cipher = createCipheriv('aes-256-gcm', this.o.key, nonce);
-        this.cipher.setAAD(segmentAad(this.o.objectId, s, this.index, false));
-        this.push(nonce);
-      }
-      const take = Math.min(s - this.filled, piece.length);
-      this.push(this.cipher.update(piece.subarray(0, take)));
-      this.filled += take;
-      piece = piece.subarray(take);
-      if (this.filled === s) this.close();
+      const k = piece.copy(this.segment, this.filled);
+      this.filled += k;
+      piece = piece.subarray(k);
+      if (this.filled === this.o.segmentSize) this.seal();
     }
   }
 
-  private close(): void {
-    const c = this.cipher as Cipher & CipherGCM;
-    const rest = c.final();
-    if (rest.length > 0) this.push(rest);
-    this.push(c.getAuthTag());
-    this.cipher = undefined;
+  private seal(): void {
+    const n = this.filled;
+    const plain = this.segment;
+    const out = this.outs.take();
+    randomFillSync(out, 0, NONCE_BYTES);
+    const aad = segmentAad(this.o.objectId, this.o.segmentSize, this.index, false);
+    aesGcm.seal(this.o.key, out.subarray(0, NONCE_BYTES), aad, plain.subarray(0, n), out.subarray(NONCE_BYTES, NONCE_BYTES + n), out.subarray(NONCE_BYTES + n, NONCE_BYTES + n + TAG_BYTES));
+    if (this.o.hash !== undefined && n > this.prefixed) this.o.hash.update(plain.subarray(this.prefixed, n), () => this.plains.giveBack(plain));
+    else this.plains.giveBack(plain);
+    const sealed = out.subarray(0, n + SEGMENT_OVERHEAD);
+    this.outs.lend(out);
+    if (this.o.cipherHash !== undefined) this.o.cipherHash.update(sealed, () => this.forward(sealed));
+    else this.forward(sealed);
+    this.segment = this.plains.take();
     this.filled = 0;
+    this.prefixed = 0;
     this.index++;
+  }
+
+  /** Hands a sealed segment on (in order: the ciphertext hash completes in order). */
+  private forward(sealed: Buffer): void {
+    if (!this.destroyed) this.push(sealed);
   }
 }
 
@@ -121,27 +179,41 @@ export interface DecryptOptions {
 }
 
 /**
- * Ciphertext of consecutive data segments (and optionally the terminator) in, the wanted
- * plaintext range out. Any segment that fails authentication, a missing terminator, a short or
- * long input all end the stream in a SealError before a single unauthenticated byte is emitted.
+ * Cuts ciphertext of consecutive data segments (and optionally the header and the terminator)
+ * into whole units: each data segment goes to `open`, synchronously; the header is hashed and
+ * the terminator checked here. Extra bytes, or an input that ends early, throw a SealError.
  */
-export class DecryptTransform extends Transform {
+class SegmentCutter {
   private readonly pending: Buffer[] = [];
   private pendingBytes = 0;
-  /** input chunks fully consumed during this _transform, recycled once it is done with them */
-  private readonly consumed: Buffer[] = [];
   private index: number;
-  private skip: number;
-  private left: number;
   private terminatorDone: boolean;
   private headerHash: Buffer | undefined;
+  /** where a unit that spans input chunks is put together; reused, since `open` is synchronous */
+  private scratch: Buffer | undefined;
 
-  constructor(private readonly o: DecryptOptions) {
-    super({ highWaterMark: 1 << 20 });
+  constructor(
+    private readonly o: DecryptOptions,
+    private readonly open: (index: number, sealed: Buffer) => void,
+  ) {
     this.index = o.firstIndex;
-    this.skip = o.skip;
-    this.left = o.take;
     this.terminatorDone = o.terminator === undefined;
+  }
+
+  /**
+   * Takes a chunk and opens every data segment it completes; appends to `consumed` the input
+   * chunks no longer referenced (free for reuse when this returns).
+   */
+  write(chunk: Buffer, consumed: Buffer[]): void {
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    for (let need = this.nextBytes(); need > 0 && this.pendingBytes >= need; need = this.nextBytes()) this.cut(need, consumed);
+    if (this.nextBytes() === 0 && this.pendingBytes > 0) throw new SealError('TAMPERED', 'encrypted object has extra bytes');
+  }
+
+  /** The input has ended: throws unless it ended exactly where it should. */
+  end(): void {
+    if (this.nextBytes() > 0 || this.pendingBytes > 0) throw new SealError('TAMPERED', 'encrypted object ended early');
   }
 
   /** ciphertext length of the next unit (header, data segment or terminator); 0 when nothing is due */
@@ -152,28 +224,8 @@ export class DecryptTransform extends Transform {
     return 0;
   }
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.pending.push(chunk);
-    this.pendingBytes += chunk.length;
-    try {
-      for (let need = this.nextBytes(); need > 0 && this.pendingBytes >= need; need = this.nextBytes()) this.openNext(need);
-      if (this.nextBytes() === 0 && this.pendingBytes > 0) throw new SealError('TAMPERED', 'encrypted object has extra bytes');
-    } catch (e) {
-      cb(e as Error);
-      return;
-    }
-    // Every segment opened above was copied out by the decipher: the input memory is free.
-    if (this.o.recycle !== undefined) for (const c of this.consumed) this.o.recycle(c);
-    this.consumed.length = 0;
-    cb();
-  }
-
-  override _flush(cb: TransformCallback): void {
-    cb(this.nextBytes() > 0 || this.pendingBytes > 0 ? new SealError('TAMPERED', 'encrypted object ended early') : null);
-  }
-
-  private openNext(need: number): void {
-    const sealed = this.takeBytes(need);
+  private cut(need: number, consumed: Buffer[]): void {
+    const sealed = this.takeBytes(need, consumed);
     if (this.o.headerLength !== undefined && this.headerHash === undefined) {
       this.headerHash = hashHeader(sealed);
       return;
@@ -184,36 +236,106 @@ export class DecryptTransform extends Transform {
       this.terminatorDone = true;
       return;
     }
-    const plain = openSegment(this.o.key, segmentAad(this.o.objectId, this.o.segmentSize, this.index, false), sealed);
-    this.index++;
-    const from = Math.min(this.skip, plain.length);
-    const to = Math.min(plain.length, from + this.left);
-    this.skip -= from;
-    this.left -= to - from;
-    if (to > from) this.push(plain.subarray(from, to));
+    this.open(this.index++, sealed);
   }
 
-  /** The next `n` pending bytes as one buffer (copied only when they span chunks). */
-  private takeBytes(n: number): Buffer {
+  /** The next `n` pending bytes as one buffer (copied into the scratch buffer only when they span chunks). */
+  private takeBytes(n: number, consumed: Buffer[]): Buffer {
     const first = this.pending[0] as Buffer;
     let out: Buffer;
     if (first.length >= n) {
       out = first.subarray(0, n);
-      if (first.length === n) this.consumed.push(this.pending.shift() as Buffer);
+      if (first.length === n) consumed.push(this.pending.shift() as Buffer);
       else this.pending[0] = first.subarray(n);
     } else {
-      out = Buffer.allocUnsafe(n);
+      if (this.scratch === undefined || this.scratch.length < n) this.scratch = Buffer.allocUnsafeSlow(n);
+      out = this.scratch.subarray(0, n);
       let at = 0;
       while (at < n) {
         const c = this.pending[0] as Buffer;
         const k = Math.min(c.length, n - at);
         c.copy(out, at, 0, k);
         at += k;
-        if (k === c.length) this.consumed.push(this.pending.shift() as Buffer);
+        if (k === c.length) consumed.push(this.pending.shift() as Buffer);
         else this.pending[0] = c.subarray(k);
       }
     }
     this.pendingBytes -= n;
     return out;
+  }
+}
+
+/**
+ * Ciphertext of consecutive data segments (and optionally the terminator) in, the wanted
+ * plaintext range out, one segment's plaintext per chunk, in buffers `recycle` takes back. Any
+ * segment that fails authentication, a missing terminator, a short or long input all end the
+ * stream in a SealError; no segment's bytes leave before its tag is checked.
+ */
+export class DecryptTransform extends Transform {
+  private readonly cutter: SegmentCutter;
+  private readonly outs: RecyclePool;
+  /** input chunks fully consumed during this _transform, recycled once it is done with them */
+  private readonly consumed: Buffer[] = [];
+  private skip: number;
+  private left: number;
+
+  constructor(private readonly o: DecryptOptions) {
+    super({ highWaterMark: 1 << 20 });
+    this.cutter = new SegmentCutter(o, (index, sealed) => this.openSegment(index, sealed));
+    this.outs = new RecyclePool(o.segmentSize, KEEP);
+    this.skip = o.skip;
+    this.left = o.take;
+  }
+
+  /** Give back a chunk this stream produced, once nothing references its bytes any more. */
+  recycle(chunk: Buffer): void {
+    this.outs.recycle(chunk);
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    try {
+      this.cutter.write(chunk, this.consumed);
+    } catch (e) {
+      cb(e as Error);
+      return;
+    }
+    // Every segment cut above has been opened into a buffer of ours: the input memory is free.
+    if (this.o.recycle !== undefined) for (const c of this.consumed) this.o.recycle(c);
+    this.consumed.length = 0;
+    cb();
+  }
+
+  override _flush(cb: TransformCallback): void {
+    try {
+      this.cutter.end();
+    } catch (e) {
+      cb(e as Error);
+      return;
+    }
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.outs.close();
+    cb(err);
+  }
+
+  private openSegment(index: number, sealed: Buffer): void {
+    const n = sealed.length - SEGMENT_OVERHEAD;
+    const out = this.outs.take();
+    const aad = segmentAad(this.o.objectId, this.o.segmentSize, index, false);
+    if (!aesGcm.open(this.o.key, sealed.subarray(0, NONCE_BYTES), aad, sealed.subarray(NONCE_BYTES, NONCE_BYTES + n), sealed.subarray(NONCE_BYTES + n), out.subarray(0, n))) {
+      throw new SealError('TAMPERED', 'segment failed authentication');
+    }
+    const from = Math.min(this.skip, n);
+    const to = Math.min(n, from + this.left);
+    this.skip -= from;
+    this.left -= to - from;
+    if (to > from) {
+      this.outs.lend(out);
+      this.push(out.subarray(from, to));
+    } else {
+      this.outs.giveBack(out);
+    }
   }
 }

@@ -6,11 +6,11 @@
  * segment (a crash mid-write) is cut back to the last whole segment, which the client sees as a
  * shorter upload (the spec's upload status tells it where to resume).
  */
-import { createHash, type Hash } from 'node:crypto';
 import { registryError } from '../oci/index.js';
 import type { BlobStore, UploadInfo } from '../storage/index.js';
 import type { KekRef } from './data-key-store.js';
 import { collect } from './segment-streams.js';
+import { AsyncSha256 } from './native.js';
 import { HEADER_PREFIX_BYTES, Layout, SEGMENT_OVERHEAD, SealError, decodeHeader, hashHeader, headerLength } from './format.js';
 
 export interface SessionHeader {
@@ -27,7 +27,13 @@ export interface UploadState extends SessionHeader {
   readonly id: string;
   plainSize: number;
   /** sha256 of the plaintext so far; undefined when unknown (then the commit re-reads) */
-  hash: Hash | undefined;
+  hash: AsyncSha256 | undefined;
+  /**
+   * sha256 of every byte of the session in the store below (header, segments), which names the
+   * ciphertext at commit without re-reading it; undefined after anything it did not see (a
+   * rewritten tail, a failed append, a restart), and then the store below hashes at commit.
+   */
+  cipherHash: AsyncSha256 | undefined;
   busy: boolean;
   /**
    * Set while the request holding the session has lost its body and is rolling the session
@@ -38,12 +44,13 @@ export interface UploadState extends SessionHeader {
   layout(): Layout;
 }
 
-function stateOf(id: string, h: SessionHeader, plainSize: number, hash: Hash | undefined): UploadState {
+function stateOf(id: string, h: SessionHeader, plainSize: number, hash: AsyncSha256 | undefined): UploadState {
   return {
     ...h,
     id,
     plainSize,
     hash,
+    cipherHash: undefined,
     busy: false,
     settling: undefined,
     layout: () => new Layout(h.headerLength, h.segmentSize),
@@ -64,8 +71,10 @@ export class UploadStates {
   ) {}
 
   /** A session this process just started. */
-  adopt(id: string, h: SessionHeader): void {
-    this.states.set(id, stateOf(id, h, 0, createHash('sha256')));
+  adopt(id: string, h: SessionHeader): UploadState {
+    const st = stateOf(id, h, 0, new AsyncSha256());
+    this.states.set(id, st);
+    return st;
   }
 
   /** The session's state without locking it; undefined when the session is unknown or unusable. */

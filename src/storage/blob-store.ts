@@ -9,7 +9,8 @@
  *   abort signal) the session is rolled back to its previous size and stays usable.
  * - Concurrent appends to one session are refused (BLOB_UPLOAD_INVALID), never interleaved.
  * - `commitUpload` recomputes the digest; on mismatch it throws DIGEST_INVALID and discards
- *   the session. Committing content that is already stored is a no-op that succeeds. Without a
+ *   the session (a decorator that hashed bytes it produced itself may vouch for their digest
+ *   instead). Committing content that is already stored is a no-op that succeeds. Without a
  *   digest, the store names the blob by the sha256 of what it holds (a decorator that stores
  *   transformed bytes, e.g. ciphertext, checks its own digest and lets the store name the rest).
  * - `readUploadData` and `truncateUpload` let a decorator rewrite the end of a session (the
@@ -47,6 +48,26 @@ export interface AppendOptions {
   readonly length?: number;
   /** abort the append (request closed, server shutting down) */
   readonly signal?: AbortSignal;
+  /**
+   * Called with each body chunk once the store holds no reference to it (it is in the file), so
+   * that the body's producer can reuse the memory (the encryption decorator's output buffers).
+   * A store that keeps chunks never calls it.
+   */
+  readonly recycle?: ((chunk: Buffer) => void) | undefined;
+  /**
+   * The caller hashes these bytes itself and names the blob at commit (`CommitOptions.vouched`),
+   * so the store need not hash them. Only for bytes the caller produced (the encryption
+   * decorator's ciphertext), never for a client's body.
+   */
+  readonly callerHashes?: boolean;
+}
+
+export interface CommitOptions {
+  /**
+   * The digest passed to commitUpload is the caller's hash of exactly the bytes it appended
+   * (`AppendOptions.callerHashes`); the store may take it instead of re-reading them.
+   */
+  readonly vouched?: boolean;
 }
 
 export interface BlobCheck {
@@ -82,10 +103,10 @@ export interface BlobStore {
   /** Shrinks a session to `size` bytes; RANGE_INVALID when it holds fewer. */
   truncateUpload(id: string, size: number): Promise<void>;
   /**
-   * Verify the digest (or compute the sha256 name when none is given) and move the bytes into
-   * the store; the session ends either way.
+   * Verify the digest (or compute the sha256 name when none is given; or, `vouched`, take the
+   * caller's) and move the bytes into the store; the session ends either way.
    */
-  commitUpload(id: string, digest?: Digest): Promise<BlobInfo>;
+  commitUpload(id: string, digest?: Digest, opts?: CommitOptions): Promise<BlobInfo>;
   cancelUpload(id: string): Promise<boolean>;
   /** Sessions not touched since `before` (ms since epoch), for purging. */
   staleUploads(before: number): Promise<string[]>;

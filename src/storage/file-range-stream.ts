@@ -10,6 +10,7 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
+import { RecyclePool } from './recycle-pool.js';
 
 const CHUNK = 1 << 20;
 /** Buffers kept for reuse per stream: enough to keep the socket busy while the next read runs. */
@@ -18,9 +19,7 @@ const POOL = 4;
 export class FileRangeStream extends Readable {
   private position: number;
   private readonly end: number;
-  private readonly free: Buffer[] = [];
-  /** buffers this stream handed out and may take back: only these are ever reused */
-  private readonly lent = new WeakSet<ArrayBufferLike>();
+  private readonly pool = new RecyclePool(CHUNK, POOL);
 
   /**
    * Bytes [start, end) of the file; a file that ends before `end` is an error, never a short
@@ -38,9 +37,7 @@ export class FileRangeStream extends Readable {
 
   /** Give back a chunk this stream produced, once nothing references its bytes any more. */
   recycle(chunk: Buffer): void {
-    if (!this.lent.has(chunk.buffer) || chunk.buffer.byteLength !== CHUNK || this.free.length >= POOL || this.destroyed) return;
-    this.lent.delete(chunk.buffer);
-    this.free.push(Buffer.from(chunk.buffer, 0, CHUNK));
+    this.pool.recycle(chunk);
   }
 
   override _read(): void {
@@ -50,7 +47,7 @@ export class FileRangeStream extends Readable {
       return;
     }
     // A small blob gets a buffer of its size; only full-size buffers are kept for reuse.
-    const buf = this.free.pop() ?? Buffer.allocUnsafeSlow(want);
+    const buf = this.pool.reuse() ?? Buffer.allocUnsafeSlow(want);
     this.fh.read(buf, 0, want, this.position).then(
       ({ bytesRead }) => {
         if (bytesRead === 0) {
@@ -58,7 +55,7 @@ export class FileRangeStream extends Readable {
           return;
         }
         this.position += bytesRead;
-        this.lent.add(buf.buffer);
+        this.pool.lend(buf);
         this.push(buf.subarray(0, bytesRead));
       },
       (e: unknown) => this.destroy(e instanceof Error ? e : new Error(String(e))),
@@ -66,7 +63,7 @@ export class FileRangeStream extends Readable {
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    this.free.length = 0;
+    this.pool.close();
     this.fh.close().then(
       () => cb(err),
       (e: unknown) => cb(err ?? (e instanceof Error ? e : new Error(String(e)))),
@@ -74,7 +71,12 @@ export class FileRangeStream extends Readable {
   }
 }
 
-/** Whether a stream supports `recycle` (see FileRangeStream). */
-export function isRecycling(s: Readable): s is FileRangeStream {
-  return s instanceof FileRangeStream;
+/** A stream whose chunks can be handed back for reuse once they have left the process. */
+export interface RecyclingReadable extends Readable {
+  recycle(chunk: Buffer): void;
+}
+
+/** Whether a stream supports `recycle` (FileRangeStream, the encryption's DecryptTransform). */
+export function isRecycling(s: Readable): s is RecyclingReadable {
+  return typeof (s as Partial<RecyclingReadable>).recycle === 'function';
 }

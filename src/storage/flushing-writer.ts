@@ -24,6 +24,8 @@ export interface FlushingWriterOptions {
    */
   readonly expectedBytes?: number | undefined;
   readonly highWaterMark?: number;
+  /** hands each chunk back once the file has taken it (AppendOptions.recycle) */
+  readonly recycle?: ((chunk: Buffer) => void) | undefined;
 }
 
 export class FlushingWriter extends Writable {
@@ -45,7 +47,12 @@ export class FlushingWriter extends Writable {
   }
 
   override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
-    this.writeAll(chunks.map((c) => c.chunk)).then(() => cb(), cb);
+    const buffers = chunks.map((c) => c.chunk);
+    this.writeAll(buffers).then(() => {
+      const recycle = this.opts.recycle;
+      if (recycle !== undefined) for (const b of buffers) recycle(b);
+      cb();
+    }, cb);
   }
 
   override _final(cb: (err?: Error | null) => void): void {

@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createDigester, digestAlgorithm, isDigest, registryError, type Digest } from '../oci/index.js';
-import type { AppendOptions, BlobCheck, BlobInfo, BlobStore, ByteRange, UploadInfo } from './blob-store.js';
+import type { AppendOptions, BlobCheck, CommitOptions, BlobInfo, BlobStore, ByteRange, UploadInfo } from './blob-store.js';
 import { FileRangeStream } from './file-range-stream.js';
 import { FlushingWriter } from './flushing-writer.js';
 import { FsLayout, isUploadId } from './fs-layout.js';
@@ -238,13 +238,13 @@ export class FsBlobStore implements BlobStore {
           headers: { Range: start === 0 ? '0-0' : `0-${start - 1}` },
         });
       }
-      const hashing = session.hash !== undefined && session.hashedBytes === start ? session.hash : undefined;
+      const hashing = opts.callerHashes !== true && session.hash !== undefined && session.hashedBytes === start ? session.hash : undefined;
       const counter = countingDigest(hashing, opts.length);
       let writer: FlushingWriter | undefined;
       try {
         const fh = await open(dataPath, 'a');
         try {
-          writer = new FlushingWriter(fh, { flushEvery: FLUSH_EVERY, expectedBytes: opts.length, highWaterMark: READ_CHUNK });
+          writer = new FlushingWriter(fh, { flushEvery: FLUSH_EVERY, expectedBytes: opts.length, highWaterMark: READ_CHUNK, recycle: opts.recycle });
           await pipeline(body, counter.transform, writer, {
             ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
           });
@@ -299,13 +299,15 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
-  async commitUpload(id: string, expected?: Digest): Promise<BlobInfo> {
+  async commitUpload(id: string, expected?: Digest, opts: CommitOptions = {}): Promise<BlobInfo> {
     const { session, info } = await this.acquireExisting(id);
     const dataPath = join(this.layout.uploadDir(id), 'data');
     try {
       const algorithm = expected === undefined ? 'sha256' : digestAlgorithm(expected);
       let hex: string;
-      if (algorithm === 'sha256' && session.hash !== undefined && session.hashedBytes === info.size) {
+      if (opts.vouched === true && expected !== undefined) {
+        hex = expected.slice(algorithm.length + 1);
+      } else if (algorithm === 'sha256' && session.hash !== undefined && session.hashedBytes === info.size) {
         hex = session.hash.digest('hex');
         session.hash = undefined;
       } else {

@@ -1,4 +1,4 @@
-export type { BlobStore, BlobInfo, ByteRange, UploadInfo, AppendOptions, BlobCheck } from './blob-store.js';
+export type { BlobStore, BlobInfo, ByteRange, UploadInfo, AppendOptions, BlobCheck, CommitOptions } from './blob-store.js';
 export type { MetadataStore, ManifestRecord, Page } from './metadata-store.js';
 export { FsBlobStore } from './fs-blob-store.js';
 export { MemoryBlobStore } from './memory-blob-store.js';
@@ -6,6 +6,7 @@ export { SqliteMetadataStore } from './sqlite-metadata-store.js';
 export { MemoryMetadataStore } from './memory-metadata-store.js';
 export { createBlobStore, createMetadataStore, type BlobDriver, type MetadataDriver } from './factory.js';
 export { isUploadId } from './fs-layout.js';
-export { FileRangeStream, isRecycling } from './file-range-stream.js';
+export { FileRangeStream, isRecycling, type RecyclingReadable } from './file-range-stream.js';
+export { RecyclePool } from './recycle-pool.js';
 export { fsck, type FsckReport, type FsckProblem, type FsckProblemKind } from './fsck.js';
 export { GroupCommit } from './group-commit.js';

@@ -5,13 +5,13 @@
  * database row pointing at another blob's object) is refused on read, never served.
  */
 import assert from 'node:assert/strict';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { digestOf, type Digest } from '../../src/oci/index.js';
-import { FsBlobStore, MemoryBlobStore, type BlobStore, type ByteRange } from '../../src/storage/index.js';
+import { FsBlobStore, MemoryBlobStore, isRecycling, type BlobStore, type ByteRange } from '../../src/storage/index.js';
 import type { EncryptingBlobStore} from '../../src/encryption/index.js';
 import { Layout, SEGMENT_OVERHEAD } from '../../src/encryption/index.js';
 import { runBlobStoreSuite } from '../testkit/blob-store-suite.js';
@@ -86,6 +86,55 @@ describe('EncryptingBlobStore over the filesystem', () => {
     store = rig.store(await new FsBlobStore(dir).init(), SEG);
     for (const f of await filesUnder(dir)) assert.equal((await readFile(f)).indexOf(marker.subarray(0, 24)), -1, `plaintext in ${f}`);
     assert.ok((await store.readAll(digestOf(data))).equals(data));
+  });
+
+  test('each ciphertext object is named by the sha256 of its bytes, however its session was hashed', async () => {
+    // One body (the decorator hashes the ciphertext and vouches for it), whole segments in
+    // several requests (likewise), a chunk that ends inside a segment (the tail is resealed, so
+    // the store below hashes at commit), and a session resumed by a new process (likewise).
+    const cases: [string, Buffer, number[]][] = [
+      ['one body', randomBytes(5 * SEG + 77), [5 * SEG + 77]],
+      ['whole segments per request', randomBytes(4 * SEG), [2 * SEG, SEG, SEG]],
+      ['a chunk ending inside a segment', randomBytes(3 * SEG + 5), [SEG + 10, 2 * SEG - 5]],
+    ];
+    for (const [what, data, chunks] of cases) {
+      const digest = await push(store, data, chunks);
+      const rec = await rig.keys.get('blob', digest);
+      assert.ok(rec !== undefined, what);
+      const bytes = await readFile(await cipherFile(digest));
+      assert.equal(`sha256:${createHash('sha256').update(bytes).digest('hex')}`, rec.cipherDigest, `${what}: the object's name is not its hash`);
+      assert.equal((await inner.verify(rec.cipherDigest)).ok, true, what);
+      assert.ok((await store.readAll(digest)).equals(data), what);
+    }
+    const data = randomBytes(3 * SEG);
+    const id = randomUUID();
+    await store.startUpload(id, 'team/app');
+    await store.appendUpload(id, bodyOf(data.subarray(0, SEG)), { offset: 0, length: SEG });
+    await store.close();
+    inner = await new FsBlobStore(dir).init();
+    store = rig.store(inner, SEG);
+    await store.appendUpload(id, bodyOf(data.subarray(SEG)), { offset: SEG, length: 2 * SEG });
+    const digest = (await store.commitUpload(id, digestOf(data))).digest;
+    const rec = await rig.keys.get('blob', digest);
+    assert.ok(rec !== undefined);
+    assert.equal(`sha256:${createHash('sha256').update(await readFile(await cipherFile(digest))).digest('hex')}`, rec.cipherDigest, 'a resumed session');
+  });
+
+  test('a pull whose consumer recycles its chunks decrypts into a few reused buffers', async () => {
+    const data = randomBytes(40 * SEG + 3);
+    const digest = await push(store, data);
+    const s = await store.read(digest);
+    assert.ok(isRecycling(s), 'the decrypted stream takes chunks back');
+    const memories = new Set<ArrayBufferLike>();
+    const got: Buffer[] = [];
+    for await (const c of s as AsyncIterable<Buffer>) {
+      memories.add(c.buffer);
+      got.push(Buffer.from(c));
+      c.fill(0xee); // a buffer reused while still in use would corrupt what follows
+      s.recycle(c);
+    }
+    assert.ok(Buffer.concat(got).equals(data));
+    assert.ok(memories.size < 8, `41 segments decrypted into ${memories.size} buffers`);
   });
 
   test('flipping any stored byte is detected on read: no corrupted byte is served', async () => {

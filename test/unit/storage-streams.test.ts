@@ -83,6 +83,27 @@ describe('FlushingWriter', () => {
   });
 });
 
+describe('FlushingWriter recycling', () => {
+  test('hands each chunk back only after the file has taken it, and the file holds every byte', async () => {
+    const source = randomBytes(3 * MiB + 5);
+    const path = join(dir, 'recycled');
+    const fh = await open(path, 'w');
+    const back: Buffer[] = [];
+    const w = new FlushingWriter(fh, {
+      flushEvery: 0,
+      recycle: (c) => {
+        back.push(c);
+        c.fill(0); // the producer reuses it at once: the file must already hold its bytes
+      },
+    });
+    const chunks = Array.from({ length: 13 }, (_, i) => Buffer.from(source.subarray(i * 256 * 1024, (i + 1) * 256 * 1024)));
+    await pipeline(Readable.from(chunks), w);
+    await fh.close();
+    assert.deepEqual(await readFile(path), source);
+    assert.equal(back.length, chunks.length, 'every chunk came back once');
+  });
+});
+
 describe('FileRangeStream', () => {
   let path: string;
   let content: Buffer;

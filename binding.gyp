@@ -1,0 +1,9 @@
+{
+  "targets": [
+    {
+      "target_name": "bulwark_crypto",
+      "sources": ["native/crypto.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Werror"]
+    }
+  ]
+}

@@ -1,0 +1,320 @@
+/*
+ * Bulwark's native crypto (ADR 0007): AES-256-GCM into buffers the caller owns, and SHA-256
+ * whose updates run on libuv's thread pool.
+ *
+ * AES-256-GCM.
+ *
+ * node:crypto's Cipher.update and WebCrypto return a new buffer for every call. At registry
+ * throughput that is a GiB of short-lived buffers per GiB served, and V8 answered it with a full
+ * garbage collection every 12 MiB or so: the collector cost more than AES itself. These two
+ * functions do one whole segment through OpenSSL's EVP interface, the library node:crypto itself
+ * uses (its symbols are exported by the node binary), writing into memory the caller reuses.
+ *
+ *   seal(key32, nonce12, aad, plaintext, ciphertextOut, tagOut16)      -> undefined
+ *   open(key32, nonce12, aad, ciphertext, tag16, plaintextOut) -> boolean
+ *
+ * `open` returns false when the tag does not authenticate, and then zero-fills what it wrote:
+ * no unauthenticated plaintext is left in the caller's buffer. Every argument is checked; a bad
+ * one throws a TypeError or RangeError and touches nothing.
+ *
+ * SHA-256 off the event loop.
+ *
+ *   sha256New()                       -> handle
+ *   sha256Update(handle, chunks, done) -> undefined; hashes an array of byte arrays in order,
+ *                                        then done(error?) is called on the event loop
+ *   sha256Digest(handle)              -> Buffer of 32 bytes; the handle is finished
+ *
+ * An update holds references to the handle and to the chunks until `done`; the caller must not
+ * change them meanwhile, and must not start another update or the digest before `done`
+ * (an update or digest on a busy handle throws). A registry hashes everything a client pushes,
+ * twice when it encrypts (the client's digest, the ciphertext's name): on the event loop that
+ * was the largest single cost of an encrypted push.
+ */
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <node_api.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+typedef struct {
+  unsigned char *data;
+  size_t length;
+} bytes_t;
+
+static int bytes_arg(napi_env env, napi_value value, const char *name, bytes_t *out) {
+  bool is_typed = false;
+  napi_typedarray_type type;
+  void *data = NULL;
+  size_t length = 0;
+  if (napi_is_typedarray(env, value, &is_typed) != napi_ok || !is_typed ||
+      napi_get_typedarray_info(env, value, &type, &length, &data, NULL, NULL) != napi_ok || type != napi_uint8_array) {
+    napi_throw_type_error(env, NULL, name);
+    return 0;
+  }
+  if (length > INT_MAX) {
+    napi_throw_range_error(env, NULL, name);
+    return 0;
+  }
+  out->data = (unsigned char *)data;
+  out->length = length;
+  return 1;
+}
+
+static int exact(napi_env env, const bytes_t *b, size_t length, const char *message) {
+  if (b->length == length) return 1;
+  napi_throw_range_error(env, NULL, message);
+  return 0;
+}
+
+/* The output must not overlap the input except exactly (in place), which OpenSSL allows. */
+static int disjoint_or_same(napi_env env, const bytes_t *in, const bytes_t *out) {
+  const unsigned char *a = in->data, *b = out->data;
+  if (a == b || a + in->length <= b || b + out->length <= a) return 1;
+  napi_throw_range_error(env, NULL, "input and output overlap");
+  return 0;
+}
+
+static int get_args(napi_env env, napi_callback_info info, bytes_t *args, const char **names) {
+  size_t argc = 6;
+  napi_value argv[6];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 6) {
+    napi_throw_type_error(env, NULL, "expected 6 arguments");
+    return 0;
+  }
+  for (size_t i = 0; i < 6; i++)
+    if (!bytes_arg(env, argv[i], names[i], &args[i])) return 0;
+  return exact(env, &args[0], 32, "key must be 32 bytes") && exact(env, &args[1], 12, "nonce must be 12 bytes");
+}
+
+static napi_value seal(napi_env env, napi_callback_info info) {
+  static const char *names[] = {"key", "nonce", "aad", "plaintext", "ciphertext", "tag"};
+  bytes_t a[6];
+  if (!get_args(env, info, a, names)) return NULL;
+  bytes_t *key = &a[0], *nonce = &a[1], *aad = &a[2], *in = &a[3], *out = &a[4], *tag = &a[5];
+  if (!exact(env, tag, 16, "tag must be 16 bytes")) return NULL;
+  if (out->length < in->length) {
+    napi_throw_range_error(env, NULL, "ciphertext buffer is shorter than the plaintext");
+    return NULL;
+  }
+  if (!disjoint_or_same(env, in, out)) return NULL;
+  EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+  int n = 0, ok = ctx != NULL &&
+                  EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key->data, nonce->data) == 1 &&
+                  EVP_EncryptUpdate(ctx, NULL, &n, aad->data, (int)aad->length) == 1 &&
+                  EVP_EncryptUpdate(ctx, out->data, &n, in->data, (int)in->length) == 1 && (size_t)n == in->length &&
+                  EVP_EncryptFinal_ex(ctx, out->data + n, &n) == 1 && n == 0 &&
+                  EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, tag->data) == 1;
+  EVP_CIPHER_CTX_free(ctx); /* also cleanses the key schedule */
+  if (!ok) {
+    OPENSSL_cleanse(out->data, in->length);
+    napi_throw_error(env, NULL, "AES-256-GCM encryption failed");
+  }
+  return NULL;
+}
+
+static napi_value open_(napi_env env, napi_callback_info info) {
+  static const char *names[] = {"key", "nonce", "aad", "ciphertext", "tag", "plaintext"};
+  bytes_t a[6];
+  if (!get_args(env, info, a, names)) return NULL;
+  bytes_t *key = &a[0], *nonce = &a[1], *aad = &a[2], *in = &a[3], *tag = &a[4], *out = &a[5];
+  if (!exact(env, tag, 16, "tag must be 16 bytes")) return NULL;
+  if (out->length < in->length) {
+    napi_throw_range_error(env, NULL, "plaintext buffer is shorter than the ciphertext");
+    return NULL;
+  }
+  if (!disjoint_or_same(env, in, out)) return NULL;
+  EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+  int n = 0, fin = 0;
+  int ok = ctx != NULL &&
+           EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key->data, nonce->data) == 1 &&
+           EVP_DecryptUpdate(ctx, NULL, &n, aad->data, (int)aad->length) == 1 &&
+           EVP_DecryptUpdate(ctx, out->data, &n, in->data, (int)in->length) == 1 && (size_t)n == in->length &&
+           EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, tag->data) == 1 &&
+           EVP_DecryptFinal_ex(ctx, out->data + n, &fin) == 1 && fin == 0;
+  EVP_CIPHER_CTX_free(ctx);
+  if (!ok) OPENSSL_cleanse(out->data, in->length);
+  napi_value result;
+  napi_get_boolean(env, ok != 0, &result);
+  return result;
+}
+
+typedef struct {
+  EVP_MD_CTX *md;
+  int busy;
+  int finished;
+} hash_t;
+
+typedef struct {
+  napi_async_work work;
+  napi_ref handle_ref;
+  napi_ref chunks_ref;
+  napi_ref done_ref;
+  hash_t *hash;
+  uint32_t count;
+  bytes_t *chunks;
+  int ok;
+} hash_job_t;
+
+static void hash_job_free(napi_env env, hash_job_t *job) {
+  if (job->handle_ref) napi_delete_reference(env, job->handle_ref);
+  if (job->chunks_ref) napi_delete_reference(env, job->chunks_ref);
+  if (job->done_ref) napi_delete_reference(env, job->done_ref);
+  if (job->work) napi_delete_async_work(env, job->work);
+  free(job->chunks);
+  free(job);
+}
+
+static void hash_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  hash_t *h = (hash_t *)data;
+  EVP_MD_CTX_free(h->md);
+  free(h);
+}
+
+static hash_t *hash_arg(napi_env env, napi_value value) {
+  napi_valuetype type;
+  void *data = NULL;
+  if (napi_typeof(env, value, &type) != napi_ok || type != napi_external || napi_get_value_external(env, value, &data) != napi_ok || data == NULL) {
+    napi_throw_type_error(env, NULL, "not a sha256 handle");
+    return NULL;
+  }
+  hash_t *h = (hash_t *)data;
+  if (h->busy) {
+    napi_throw_error(env, NULL, "sha256 handle is busy");
+    return NULL;
+  }
+  if (h->finished) {
+    napi_throw_error(env, NULL, "sha256 handle is finished");
+    return NULL;
+  }
+  return h;
+}
+
+static napi_value sha256_new(napi_env env, napi_callback_info info) {
+  (void)info;
+  hash_t *h = (hash_t *)calloc(1, sizeof(hash_t));
+  if (h == NULL || (h->md = EVP_MD_CTX_new()) == NULL || EVP_DigestInit_ex(h->md, EVP_sha256(), NULL) != 1) {
+    if (h != NULL) EVP_MD_CTX_free(h->md);
+    free(h);
+    napi_throw_error(env, NULL, "cannot start a sha256");
+    return NULL;
+  }
+  napi_value handle;
+  if (napi_create_external(env, h, hash_finalize, NULL, &handle) != napi_ok) {
+    hash_finalize(env, h, NULL);
+    return NULL;
+  }
+  return handle;
+}
+
+static void hash_execute(napi_env env, void *data) {
+  (void)env;
+  hash_job_t *job = (hash_job_t *)data;
+  job->ok = 1;
+  for (uint32_t i = 0; i < job->count && job->ok; i++) job->ok = EVP_DigestUpdate(job->hash->md, job->chunks[i].data, job->chunks[i].length) == 1;
+}
+
+static void hash_complete(napi_env env, napi_status status, void *data) {
+  hash_job_t *job = (hash_job_t *)data;
+  napi_value done, undefined, arg;
+  job->hash->busy = 0;
+  napi_get_reference_value(env, job->done_ref, &done);
+  napi_get_undefined(env, &undefined);
+  if (status == napi_ok && job->ok) {
+    arg = undefined;
+  } else {
+    napi_value message;
+    napi_create_string_utf8(env, "sha256 update failed", NAPI_AUTO_LENGTH, &message);
+    napi_create_error(env, NULL, message, &arg);
+    job->hash->finished = 1;
+  }
+  hash_job_free(env, job);
+  napi_call_function(env, undefined, done, 1, &arg, NULL);
+}
+
+static napi_value sha256_update(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3) {
+    napi_throw_type_error(env, NULL, "expected 3 arguments");
+    return NULL;
+  }
+  hash_t *h = hash_arg(env, argv[0]);
+  if (h == NULL) return NULL;
+  bool is_array = false;
+  uint32_t count = 0;
+  if (napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array || napi_get_array_length(env, argv[1], &count) != napi_ok || count == 0 || count > 65536) {
+    napi_throw_type_error(env, NULL, "chunks");
+    return NULL;
+  }
+  napi_valuetype type;
+  if (napi_typeof(env, argv[2], &type) != napi_ok || type != napi_function) {
+    napi_throw_type_error(env, NULL, "done");
+    return NULL;
+  }
+  hash_job_t *job = (hash_job_t *)calloc(1, sizeof(hash_job_t));
+  if (job == NULL || (job->chunks = (bytes_t *)calloc(count, sizeof(bytes_t))) == NULL) {
+    free(job);
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  job->hash = h;
+  job->count = count;
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value chunk;
+    if (napi_get_element(env, argv[1], i, &chunk) != napi_ok || !bytes_arg(env, chunk, "chunk", &job->chunks[i])) {
+      hash_job_free(env, job);
+      return NULL;
+    }
+  }
+  napi_value name;
+  if (napi_create_reference(env, argv[0], 1, &job->handle_ref) != napi_ok ||
+      napi_create_reference(env, argv[1], 1, &job->chunks_ref) != napi_ok ||
+      napi_create_reference(env, argv[2], 1, &job->done_ref) != napi_ok ||
+      napi_create_string_utf8(env, "bulwark:sha256", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, hash_execute, hash_complete, job, &job->work) != napi_ok ||
+      napi_queue_async_work(env, job->work) != napi_ok) {
+    hash_job_free(env, job);
+    napi_throw_error(env, NULL, "cannot queue a sha256 update");
+    return NULL;
+  }
+  h->busy = 1;
+  return NULL;
+}
+
+static napi_value sha256_digest(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1) {
+    napi_throw_type_error(env, NULL, "expected 1 argument");
+    return NULL;
+  }
+  hash_t *h = hash_arg(env, argv[0]);
+  if (h == NULL) return NULL;
+  unsigned char digest[32];
+  unsigned int n = 0;
+  h->finished = 1;
+  if (EVP_DigestFinal_ex(h->md, digest, &n) != 1 || n != 32) {
+    napi_throw_error(env, NULL, "sha256 digest failed");
+    return NULL;
+  }
+  napi_value result;
+  void *copy = NULL;
+  if (napi_create_buffer_copy(env, 32, digest, &copy, &result) != napi_ok) return NULL;
+  return result;
+}
+
+static int export_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
+  napi_value fn;
+  return napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn) == napi_ok && napi_set_named_property(env, exports, name, fn) == napi_ok;
+}
+
+NAPI_MODULE_INIT() {
+  if (!export_fn(env, exports, "seal", seal) || !export_fn(env, exports, "open", open_) || !export_fn(env, exports, "sha256New", sha256_new) ||
+      !export_fn(env, exports, "sha256Update", sha256_update) || !export_fn(env, exports, "sha256Digest", sha256_digest))
+    return NULL;
+  return exports;
+}

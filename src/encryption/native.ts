@@ -1,0 +1,116 @@
+/**
+ * Bulwark's native crypto (native/crypto.c, built by `npm ci` with node-gyp against the OpenSSL
+ * that node itself links; ADR 0007):
+ * - AES-256-GCM of one whole segment into buffers the caller owns. node:crypto returns a new
+ *   buffer per call, and at registry throughput the garbage collector then cost more than AES.
+ * - SHA-256 whose updates run on libuv's thread pool, so that hashing what a client pushes
+ *   (twice when encrypting) leaves the event loop free.
+ */
+import { createRequire } from 'node:module';
+
+interface Binding {
+  seal(this: void, key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, ciphertext: Uint8Array, tag: Uint8Array): void;
+  open(this: void, key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, ciphertext: Uint8Array, tag: Uint8Array, plaintext: Uint8Array): boolean;
+  sha256New(this: void): object;
+  sha256Update(this: void, handle: object, chunks: Uint8Array[], done: (err?: Error) => void): void;
+  sha256Digest(this: void, handle: object): Buffer;
+}
+
+const MODULE = '../../build/Release/bulwark_crypto.node';
+
+function load(): Binding {
+  try {
+    return createRequire(import.meta.url)(MODULE) as Binding;
+  } catch (e) {
+    throw new Error('the native crypto module (build/Release/bulwark_crypto.node) is missing or broken: run `npm ci`, which builds it (it needs python3, make and a C compiler)', {
+      cause: e,
+    });
+  }
+}
+
+const native = load();
+
+/** Chunks hashed by one thread-pool job at most. */
+const MAX_BATCH = 64;
+/**
+ * Bytes queued before a job starts on its own (`whenBelow` and `digest` start one for less):
+ * a job per segment cost the event loop more, in queueing and in being woken, than one per MiB.
+ */
+const BATCH_BYTES = 1 << 20;
+
+export const aesGcm = {
+  /** Encrypts `plaintext` into `ciphertext` (at least as long) and writes the 16-byte tag. */
+  seal: native.seal,
+  /**
+   * Decrypts into `plaintext` (at least as long) when the tag authenticates; otherwise returns
+   * false and leaves zeros where it wrote.
+   */
+  open: native.open,
+} as const;
+
+/**
+ * A running SHA-256 whose updates run on libuv's thread pool, in the order given: what is
+ * queued while one job runs goes into the next, as one batch (a job per chunk cost more in
+ * bookkeeping than a batch). `update` only queues: the bytes must not change until `done`
+ * (callers hand each buffer back for reuse from it), `whenBelow` or `digest`.
+ */
+export class AsyncSha256 {
+  private readonly handle = native.sha256New();
+  private readonly queue: { bytes: Uint8Array; done: (() => void) | undefined }[] = [];
+  private running = false;
+  private failure: Error | undefined;
+  private waiters: (() => void)[] = [];
+  private finished = false;
+  /** bytes queued or being hashed */
+  pendingBytes = 0;
+  /** bytes queued, not yet handed to a job */
+  private queuedBytes = 0;
+
+  /** Queues `bytes`; `done` runs once they are hashed and may be reused. */
+  update(bytes: Uint8Array, done?: () => void): void {
+    if (this.finished) throw new Error('sha256 already finished');
+    this.pendingBytes += bytes.length;
+    this.queuedBytes += bytes.length;
+    this.queue.push({ bytes, done });
+    if (!this.running && this.queuedBytes >= BATCH_BYTES) this.next();
+  }
+
+  /** Resolves once at most `max` bytes are still queued; rejects with a failed update's error. */
+  async whenBelow(max: number): Promise<void> {
+    if (!this.running && this.pendingBytes > max) this.next();
+    while (this.pendingBytes > max && this.failure === undefined) await new Promise<void>((resolve) => this.waiters.push(resolve));
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  /** `sha256:<hex>` of everything updated, once every update is done; the hash is finished. */
+  async digest(): Promise<`sha256:${string}`> {
+    await this.whenBelow(0);
+    this.finished = true;
+    return `sha256:${native.sha256Digest(this.handle).toString('hex')}`;
+  }
+
+  private next(): void {
+    if (this.queue.length === 0) {
+      this.running = false;
+      return;
+    }
+    this.running = true;
+    const batch = this.queue.splice(0, MAX_BATCH);
+    for (const j of batch) this.queuedBytes -= j.bytes.length;
+    native.sha256Update(
+      this.handle,
+      batch.map((j) => j.bytes),
+      (err) => {
+        if (err !== undefined && this.failure === undefined) this.failure = err;
+        for (const j of batch) {
+          this.pendingBytes -= j.bytes.length;
+          j.done?.();
+        }
+        const waiters = this.waiters;
+        this.waiters = [];
+        for (const w of waiters) w();
+        this.next();
+      },
+    );
+  }
+}
