@@ -3,7 +3,7 @@
     {
       "target_name": "bulwark_crypto",
       "sources": ["native/crypto.c"],
-      "cflags": ["-O2", "-Wall", "-Wextra", "-Werror"]
+      "cflags": ["-O2", "-Wall", "-Wextra"]
     }
   ]
 }

@@ -14,7 +14,8 @@
  *   open(key32, nonce12, aad, ciphertext, tag16, plaintextOut) -> boolean
  *
  * `open` returns false when the tag does not authenticate, and then zero-fills what it wrote:
- * no unauthenticated plaintext is left in the caller's buffer. Every argument is checked; a bad
+ * no unauthenticated plaintext is left in the caller's buffer; any other failure throws (it is
+ * not evidence of tampering). Every argument is checked; a bad
  * one throws a TypeError or RangeError and touches nothing.
  *
  * SHA-256 off the event loop.
@@ -24,8 +25,8 @@
  *                                        then done(error?) is called on the event loop
  *   sha256Digest(handle)              -> Buffer of 32 bytes; the handle is finished
  *
- * An update holds references to the handle and to the chunks until `done`; the caller must not
- * change them meanwhile, and must not start another update or the digest before `done`
+ * An update holds references to the handle and to the chunks until `done` (through an array of
+ * its own); the caller must not write to, detach or transfer the chunks meanwhile, and must not start another update or the digest before `done`
  * (an update or digest on a busy handle throws). A registry hashes everything a client pushes,
  * twice when it encrypts (the client's digest, the ciphertext's name): on the event loop that
  * was the largest single cost of an encrypted push.
@@ -68,6 +69,13 @@ static int exact(napi_env env, const bytes_t *b, size_t length, const char *mess
   return 0;
 }
 
+/* Two buffers that must not share a byte. */
+static int disjoint(napi_env env, const bytes_t *a, const bytes_t *b) {
+  if (a->length == 0 || b->length == 0 || a->data + a->length <= b->data || b->data + b->length <= a->data) return 1;
+  napi_throw_range_error(env, NULL, "an argument overlaps the output");
+  return 0;
+}
+
 /* The output must not overlap the input except exactly (in place), which OpenSSL allows. */
 static int disjoint_or_same(napi_env env, const bytes_t *in, const bytes_t *out) {
   const unsigned char *a = in->data, *b = out->data;
@@ -98,7 +106,9 @@ static napi_value seal(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "ciphertext buffer is shorter than the plaintext");
     return NULL;
   }
-  if (!disjoint_or_same(env, in, out)) return NULL;
+  if (!disjoint_or_same(env, in, out) || !disjoint(env, tag, out) || !disjoint(env, tag, in) || !disjoint(env, nonce, out) || !disjoint(env, aad, out) ||
+      !disjoint(env, key, out))
+    return NULL;
   EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
   int n = 0, ok = ctx != NULL &&
                   EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key->data, nonce->data) == 1 &&
@@ -124,19 +134,25 @@ static napi_value open_(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "plaintext buffer is shorter than the ciphertext");
     return NULL;
   }
-  if (!disjoint_or_same(env, in, out)) return NULL;
+  if (!disjoint_or_same(env, in, out) || !disjoint(env, tag, out) || !disjoint(env, nonce, out) || !disjoint(env, aad, out) || !disjoint(env, key, out)) return NULL;
+  /* The tag is given to OpenSSL before any output is written. */
   EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
   int n = 0, fin = 0;
-  int ok = ctx != NULL &&
-           EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key->data, nonce->data) == 1 &&
-           EVP_DecryptUpdate(ctx, NULL, &n, aad->data, (int)aad->length) == 1 &&
-           EVP_DecryptUpdate(ctx, out->data, &n, in->data, (int)in->length) == 1 && (size_t)n == in->length &&
-           EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, tag->data) == 1 &&
-           EVP_DecryptFinal_ex(ctx, out->data + n, &fin) == 1 && fin == 0;
+  int ready = ctx != NULL &&
+              EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key->data, nonce->data) == 1 &&
+              EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, tag->data) == 1 &&
+              EVP_DecryptUpdate(ctx, NULL, &n, aad->data, (int)aad->length) == 1 &&
+              EVP_DecryptUpdate(ctx, out->data, &n, in->data, (int)in->length) == 1 && (size_t)n == in->length;
+  /* Only a tag that does not verify is "not authentic"; anything else is an error, not tampering. */
+  int authentic = ready && EVP_DecryptFinal_ex(ctx, out->data + n, &fin) == 1 && fin == 0;
   EVP_CIPHER_CTX_free(ctx);
-  if (!ok) OPENSSL_cleanse(out->data, in->length);
+  if (!authentic) OPENSSL_cleanse(out->data, in->length);
+  if (!ready) {
+    napi_throw_error(env, NULL, "AES-256-GCM decryption failed");
+    return NULL;
+  }
   napi_value result;
-  napi_get_boolean(env, ok != 0, &result);
+  napi_get_boolean(env, authentic != 0, &result);
   return result;
 }
 
@@ -145,6 +161,9 @@ typedef struct {
   int busy;
   int finished;
 } hash_t;
+
+/* Marks the externals this module made, so that no other external is taken for a hash_t. */
+static const napi_type_tag HASH_TAG = {0x62756c7761726b31ULL, 0x7368613235366831ULL};
 
 typedef struct {
   napi_async_work work;
@@ -177,7 +196,9 @@ static void hash_finalize(napi_env env, void *data, void *hint) {
 static hash_t *hash_arg(napi_env env, napi_value value) {
   napi_valuetype type;
   void *data = NULL;
-  if (napi_typeof(env, value, &type) != napi_ok || type != napi_external || napi_get_value_external(env, value, &data) != napi_ok || data == NULL) {
+  bool tagged = false;
+  if (napi_typeof(env, value, &type) != napi_ok || type != napi_external || napi_check_object_type_tag(env, value, &HASH_TAG, &tagged) != napi_ok || !tagged ||
+      napi_get_value_external(env, value, &data) != napi_ok || data == NULL) {
     napi_throw_type_error(env, NULL, "not a sha256 handle");
     return NULL;
   }
@@ -207,6 +228,7 @@ static napi_value sha256_new(napi_env env, napi_callback_info info) {
     hash_finalize(env, h, NULL);
     return NULL;
   }
+  if (napi_type_tag_object(env, handle, &HASH_TAG) != napi_ok) return NULL;
   return handle;
 }
 
@@ -263,16 +285,23 @@ static napi_value sha256_update(napi_env env, napi_callback_info info) {
   }
   job->hash = h;
   job->count = count;
+  /* The job keeps the chunks alive through an array of its own: the caller's may change. */
+  napi_value own;
+  if (napi_create_array_with_length(env, count, &own) != napi_ok) {
+    hash_job_free(env, job);
+    return NULL;
+  }
   for (uint32_t i = 0; i < count; i++) {
     napi_value chunk;
-    if (napi_get_element(env, argv[1], i, &chunk) != napi_ok || !bytes_arg(env, chunk, "chunk", &job->chunks[i])) {
+    if (napi_get_element(env, argv[1], i, &chunk) != napi_ok || !bytes_arg(env, chunk, "chunk", &job->chunks[i]) ||
+        napi_set_element(env, own, i, chunk) != napi_ok) {
       hash_job_free(env, job);
       return NULL;
     }
   }
   napi_value name;
   if (napi_create_reference(env, argv[0], 1, &job->handle_ref) != napi_ok ||
-      napi_create_reference(env, argv[1], 1, &job->chunks_ref) != napi_ok ||
+      napi_create_reference(env, own, 1, &job->chunks_ref) != napi_ok ||
       napi_create_reference(env, argv[2], 1, &job->done_ref) != napi_ok ||
       napi_create_string_utf8(env, "bulwark:sha256", NAPI_AUTO_LENGTH, &name) != napi_ok ||
       napi_create_async_work(env, NULL, name, hash_execute, hash_complete, job, &job->work) != napi_ok ||

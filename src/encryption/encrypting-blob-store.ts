@@ -295,6 +295,8 @@ export class EncryptingBlobStore implements BlobStore {
           callerHashes,
         });
       } catch (e) {
+        // A store that failed before reading the body leaves the stream open: end it (its key is wiped below).
+        encrypt.destroy();
         st.hash = undefined;
         st.cipherHash = undefined;
         if (tailCipher !== undefined) await this.sessions.restoreTail(id, tailCipher);

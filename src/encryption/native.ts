@@ -33,8 +33,9 @@ const native = load();
 /** Chunks hashed by one thread-pool job at most. */
 const MAX_BATCH = 64;
 /**
- * Bytes queued before a job starts on its own (`whenBelow` and `digest` start one for less):
- * a job per segment cost the event loop more, in queueing and in being woken, than one per MiB.
+ * Bytes queued before a job starts at once; less starts at the end of the event loop's turn
+ * (or when `whenBelow` or `digest` ask). A job per segment cost the event loop more, in queueing
+ * and in being woken, than one per MiB.
  */
 const BATCH_BYTES = 1 << 20;
 
@@ -65,6 +66,7 @@ export class AsyncSha256 {
   pendingBytes = 0;
   /** bytes queued, not yet handed to a job */
   private queuedBytes = 0;
+  private kickScheduled = false;
 
   /** Queues `bytes`; `done` runs once they are hashed and may be reused. */
   update(bytes: Uint8Array, done?: () => void): void {
@@ -72,13 +74,28 @@ export class AsyncSha256 {
     this.pendingBytes += bytes.length;
     this.queuedBytes += bytes.length;
     this.queue.push({ bytes, done });
-    if (!this.running && this.queuedBytes >= BATCH_BYTES) this.next();
+    if (this.running) return;
+    if (this.queuedBytes >= BATCH_BYTES) {
+      this.next();
+    } else if (!this.kickScheduled) {
+      // Less than a batch waits for the rest of this turn of the event loop, never longer: a
+      // caller may be waiting on these bytes without asking (their `done` frees its output).
+      this.kickScheduled = true;
+      setImmediate(() => {
+        this.kickScheduled = false;
+        if (!this.running) this.next();
+      });
+    }
   }
 
-  /** Resolves once at most `max` bytes are still queued; rejects with a failed update's error. */
+  /**
+   * Resolves once at most `max` bytes are still queued (with 0: every update is done, even empty
+   * ones); rejects with a failed update's error.
+   */
   async whenBelow(max: number): Promise<void> {
-    if (!this.running && this.pendingBytes > max) this.next();
-    while (this.pendingBytes > max && this.failure === undefined) await new Promise<void>((resolve) => this.waiters.push(resolve));
+    const behind = (): boolean => this.pendingBytes > max || (max === 0 && (this.running || this.queue.length > 0));
+    if (!this.running && behind()) this.next();
+    while (behind() && this.failure === undefined) await new Promise<void>((resolve) => this.waiters.push(resolve));
     if (this.failure !== undefined) throw this.failure;
   }
 
@@ -97,20 +114,35 @@ export class AsyncSha256 {
     this.running = true;
     const batch = this.queue.splice(0, MAX_BATCH);
     for (const j of batch) this.queuedBytes -= j.bytes.length;
-    native.sha256Update(
-      this.handle,
-      batch.map((j) => j.bytes),
-      (err) => {
-        if (err !== undefined && this.failure === undefined) this.failure = err;
-        for (const j of batch) {
-          this.pendingBytes -= j.bytes.length;
-          j.done?.();
-        }
-        const waiters = this.waiters;
-        this.waiters = [];
-        for (const w of waiters) w();
-        this.next();
-      },
-    );
+    // After a failure nothing more is hashed: the queue drains (buffers go back, waiters learn).
+    if (this.failure !== undefined) {
+      this.settled(batch);
+      return;
+    }
+    try {
+      native.sha256Update(
+        this.handle,
+        batch.map((j) => j.bytes),
+        (err) => {
+          if (err !== undefined) this.failure ??= err;
+          this.settled(batch);
+        },
+      );
+    } catch (e) {
+      this.failure ??= e as Error;
+      this.settled(batch);
+    }
+  }
+
+  /** A batch is done with (hashed, or abandoned after a failure): its buffers and waiters are released. */
+  private settled(batch: readonly { bytes: Uint8Array; done: (() => void) | undefined }[]): void {
+    for (const j of batch) {
+      this.pendingBytes -= j.bytes.length;
+      j.done?.();
+    }
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+    this.next();
   }
 }

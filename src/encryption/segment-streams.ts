@@ -19,7 +19,7 @@ import { NONCE_BYTES, SEGMENT_OVERHEAD, SealError, TAG_BYTES, checkTerminator, h
  * Output buffers a stream keeps for reuse: as many as its consumers hold at once (the stream's
  * own queue, the socket's or the file writer's), so that a steady stream stops allocating.
  */
-const KEEP = 16;
+const KEEP = 8;
 
 /** A small stream read whole (headers, tails, terminators: a few hundred KiB at most). */
 export async function collect(s: Readable): Promise<Buffer> {
@@ -51,27 +51,34 @@ const HASH_AHEAD = 2 << 20;
  * Plaintext in, data segments out (never the terminator: the upload does not know it has ended).
  * A partial last segment is closed at the end of the body; the next append rewrites it. Each
  * output chunk is one whole segment, nonce | ciphertext | tag, in a buffer `recycle` takes back.
- * Hashing runs on the thread pool (native.ts): a plaintext segment is reused once hashed, and a
- * sealed one leaves once hashed, so the ciphertext hash sees exactly what the store below gets.
+ * Hashing runs on the thread pool (native.ts). Segments are pushed as they are sealed, so the
+ * stream's own backpressure holds the body back when the consumer is slow; the ciphertext hash
+ * reads the same bytes meanwhile, and a sealed segment's buffer is reused only once both the
+ * consumer has recycled it and the hash is done with it.
  */
 export class EncryptTransform extends Transform {
   private readonly plains: RecyclePool;
   private readonly outs: RecyclePool;
-  /** the segment being filled, and how much of it is the (unhashed) prefix */
-  private segment: Buffer;
+  /** the segment being filled (taken at the first byte), and how much of it is the unhashed prefix */
+  private segment: Buffer | undefined;
   private filled = 0;
   private prefixed = 0;
   private index: number;
+  /** holders of each sealed buffer still in use (the consumer, the ciphertext hash) */
+  private readonly holders = new Map<ArrayBufferLike, number>();
   /** body bytes seen */
   bytes = 0;
 
   constructor(private readonly o: EncryptOptions) {
     super({ highWaterMark: 1 << 20 });
     this.index = o.firstIndex;
-    this.plains = new RecyclePool(o.segmentSize, KEEP);
-    this.outs = new RecyclePool(o.segmentSize + SEGMENT_OVERHEAD, KEEP);
-    this.segment = this.plains.take();
-    if (o.prefix !== undefined) {
+    // A body of known length shorter than a segment gets buffers of its size, not a segment's:
+    // small layers and configs are most of what a registry receives.
+    const prefix = o.prefix?.length ?? 0;
+    const plain = o.length === undefined ? o.segmentSize : Math.max(1, Math.min(o.segmentSize, prefix + o.length));
+    this.plains = new RecyclePool(plain, KEEP);
+    this.outs = new RecyclePool(plain + SEGMENT_OVERHEAD, KEEP);
+    if (o.prefix !== undefined && o.prefix.length > 0) {
       this.feed(o.prefix);
       this.prefixed = this.filled;
     }
@@ -79,7 +86,7 @@ export class EncryptTransform extends Transform {
 
   /** Takes back an output chunk the consumer no longer references (AppendOptions.recycle). */
   recycle(chunk: Buffer): void {
-    this.outs.recycle(chunk);
+    this.letGo(chunk);
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
@@ -88,8 +95,13 @@ export class EncryptTransform extends Transform {
       cb(registryError('SIZE_INVALID', `body is longer than the declared ${this.o.length} bytes`));
       return;
     }
-    this.feed(chunk);
-    this.hashed(HASH_AHEAD, cb);
+    try {
+      this.feed(chunk);
+    } catch (e) {
+      cb(e as Error);
+      return;
+    }
+    this.proceed(HASH_AHEAD, cb);
   }
 
   override _flush(cb: TransformCallback): void {
@@ -97,30 +109,47 @@ export class EncryptTransform extends Transform {
       cb(registryError('SIZE_INVALID', `received ${this.bytes} bytes but ${this.o.length} were declared`));
       return;
     }
-    if (this.filled > 0) this.seal();
-    this.hashed(0, cb);
+    try {
+      if (this.filled > 0) this.seal();
+    } catch (e) {
+      cb(e as Error);
+      return;
+    }
+    this.proceed(0, cb);
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    this.segment.fill(0);
+    this.segment?.fill(0);
     this.plains.close();
     this.outs.close();
     cb(err);
   }
 
   /** Calls `cb` once both hashes have at most `max` bytes queued. */
-  private hashed(max: number, cb: TransformCallback): void {
+  private proceed(max: number, cb: TransformCallback): void {
     const { hash, cipherHash } = this.o;
-    if ((hash === undefined || hash.pendingBytes <= max) && (cipherHash === undefined || cipherHash.pendingBytes <= max)) {
-      cb();
+    if ((hash !== undefined && hash.pendingBytes > max) || (cipherHash !== undefined && cipherHash.pendingBytes > max)) {
+      Promise.all([hash?.whenBelow(max), cipherHash?.whenBelow(max)]).then(() => cb(), cb);
       return;
     }
-    Promise.all([hash?.whenBelow(max), cipherHash?.whenBelow(max)]).then(() => cb(), cb);
+    cb();
+  }
+
+  /** One holder of a sealed buffer is done with it; the last one gives it back for reuse. */
+  private letGo(chunk: Buffer): void {
+    const left = (this.holders.get(chunk.buffer) ?? 0) - 1;
+    if (left > 0) {
+      this.holders.set(chunk.buffer, left);
+      return;
+    }
+    if (this.holders.delete(chunk.buffer)) this.outs.recycle(chunk);
   }
 
   private feed(piece: Buffer): void {
     while (piece.length > 0) {
-      const k = piece.copy(this.segment, this.filled);
+      const segment = (this.segment ??= this.plains.take());
+      const k = piece.copy(segment, this.filled);
+      if (k === 0) throw new Error('encryption segment buffer overrun');
       this.filled += k;
       piece = piece.subarray(k);
       if (this.filled === this.o.segmentSize) this.seal();
@@ -129,7 +158,7 @@ export class EncryptTransform extends Transform {
 
   private seal(): void {
     const n = this.filled;
-    const plain = this.segment;
+    const plain = this.segment as Buffer;
     const out = this.outs.take();
     randomFillSync(out, 0, NONCE_BYTES);
     const aad = segmentAad(this.o.objectId, this.o.segmentSize, this.index, false);
@@ -138,17 +167,13 @@ export class EncryptTransform extends Transform {
     else this.plains.giveBack(plain);
     const sealed = out.subarray(0, n + SEGMENT_OVERHEAD);
     this.outs.lend(out);
-    if (this.o.cipherHash !== undefined) this.o.cipherHash.update(sealed, () => this.forward(sealed));
-    else this.forward(sealed);
-    this.segment = this.plains.take();
+    this.segment = undefined;
     this.filled = 0;
     this.prefixed = 0;
     this.index++;
-  }
-
-  /** Hands a sealed segment on (in order: the ciphertext hash completes in order). */
-  private forward(sealed: Buffer): void {
-    if (!this.destroyed) this.push(sealed);
+    this.holders.set(out.buffer, this.o.cipherHash === undefined ? 1 : 2);
+    this.o.cipherHash?.update(sealed, () => this.letGo(sealed));
+    this.push(sealed);
   }
 }
 
@@ -282,7 +307,8 @@ export class DecryptTransform extends Transform {
   constructor(private readonly o: DecryptOptions) {
     super({ highWaterMark: 1 << 20 });
     this.cutter = new SegmentCutter(o, (index, sealed) => this.openSegment(index, sealed));
-    this.outs = new RecyclePool(o.segmentSize, KEEP);
+    // No segment of an object holds more plaintext than the object: a small blob gets small buffers.
+    this.outs = new RecyclePool(Math.max(1, Math.min(o.segmentSize, o.size)), KEEP);
     this.skip = o.skip;
     this.left = o.take;
   }

@@ -306,6 +306,8 @@ export class FsBlobStore implements BlobStore {
       const algorithm = expected === undefined ? 'sha256' : digestAlgorithm(expected);
       let hex: string;
       if (opts.vouched === true && expected !== undefined) {
+        // The caller's own hash of its own bytes; still, only a well-formed digest names a file.
+        if (!isDigest(expected)) throw new Error(`commitUpload: a vouched digest must be a digest, got ${JSON.stringify(expected)}`);
         hex = expected.slice(algorithm.length + 1);
       } else if (algorithm === 'sha256' && session.hash !== undefined && session.hashedBytes === info.size) {
         hex = session.hash.digest('hex');

@@ -48,9 +48,10 @@ export class RecyclePool {
     this.giveBack(chunk);
   }
 
-  /** Drops the free buffers; later recycles are ignored. */
+  /** Drops the free buffers, zero-filled (they may have held plaintext); later recycles are ignored. */
   close(): void {
     this.closed = true;
+    for (const b of this.free) b.fill(0);
     this.free.length = 0;
   }
 }

@@ -7,6 +7,8 @@
 import assert from 'node:assert/strict';
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { AsyncSha256, aesGcm } from '../../src/encryption/native.js';
 
 function nodeSeal(key: Buffer, nonce: Buffer, aad: Buffer, plain: Buffer): { ct: Buffer; tag: Buffer } {
@@ -105,6 +107,7 @@ describe('native AES-256-GCM', () => {
       ['a string', () => aesGcm.seal(key, nonce, Buffer.alloc(0), 'text' as unknown as Buffer, out, tag), /plaintext/],
       ['a Uint16Array', () => aesGcm.open(key, nonce, Buffer.alloc(0), new Uint16Array(4) as unknown as Buffer, tag, out), /ciphertext/],
       ['too few arguments', () => (aesGcm.open as unknown as (...a: unknown[]) => boolean)(key, nonce), /expected 6 arguments/],
+      ['a tag inside the output', () => aesGcm.open(key, nonce, Buffer.alloc(0), plain, out.subarray(984, 1000), out), /overlaps the output/],
     ];
     for (const [what, call, message] of bad) {
       assert.throws(call, message, what);
@@ -146,6 +149,23 @@ describe('AsyncSha256 (thread pool)', () => {
     assert.equal(done, true);
     assert.equal(h.pendingBytes, 0);
     assert.equal(hex(await h.digest()), createHash('sha256').update('small').digest('hex'));
+  });
+
+  test('chunks stay alive while hashed even when the caller lets go of them', async () => {
+    // The native job holds its own references: a caller that drops its array and its chunks,
+    // followed by a full collection, must not leave the thread pool reading freed memory.
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const h = new AsyncSha256();
+    const want = createHash('sha256');
+    for (let i = 0; i < 8; i++) {
+      const chunk = randomBytes(8 * 1024 * 1024);
+      want.update(chunk);
+      h.update(chunk);
+    }
+    gc();
+    gc();
+    assert.equal(hex(await h.digest()), want.digest('hex'));
   });
 
   test('the event loop keeps turning while a large update is hashed', async () => {

@@ -7,12 +7,14 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, open, readFile, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { after, before, describe, test } from 'node:test';
 import { FlushingWriter } from '../../src/storage/flushing-writer.js';
 import { FileRangeStream, isRecycling } from '../../src/storage/index.js';
 import { collect } from '../testkit/streams.js';
+import { EncryptTransform } from '../../src/encryption/segment-streams.js';
+import { AsyncSha256 } from '../../src/encryption/native.js';
 
 const MiB = 1024 * 1024;
 let dir: string;
@@ -80,6 +82,43 @@ describe('FlushingWriter', () => {
       /EIO/,
     );
     await raw.close();
+  });
+});
+
+describe('EncryptTransform backpressure', () => {
+  test('a consumer slower than the body holds the body back, whether or not the ciphertext is hashed', async () => {
+    for (const hashed of [false, true]) {
+      // A body that trickles in, like one from the network: the hashes are never far behind it,
+      // so only the consumer (a disk slower than the network) can make it wait.
+      const piece = randomBytes(64 * 1024);
+      let sent = 0;
+      const source = new Readable({
+        read() {
+          setImmediate(() => this.push(sent++ < 512 ? piece : null));
+        },
+      });
+      const encrypt = new EncryptTransform({
+        key: randomBytes(32),
+        objectId: randomBytes(16),
+        segmentSize: 256 * 1024,
+        firstIndex: 0,
+        hash: new AsyncSha256(),
+        cipherHash: hashed ? new AsyncSha256() : undefined,
+      });
+      let written = 0;
+      let worst = 0;
+      const slow = new Writable({
+        highWaterMark: MiB,
+        write(chunk: Buffer, _enc, cb) {
+          written += chunk.length;
+          setTimeout(cb, 8);
+        },
+      });
+      const sampler = setInterval(() => (worst = Math.max(worst, encrypt.bytes - written)), 5);
+      await pipeline(source, encrypt, slow);
+      clearInterval(sampler);
+      assert.ok(worst < 6 * MiB, `${hashed ? 'with' : 'without'} a ciphertext hash, the body ran ${worst} bytes ahead of what was written`);
+    }
   });
 });
 
