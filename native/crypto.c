@@ -96,19 +96,28 @@ static int get_args(napi_env env, napi_callback_info info, bytes_t *args, const 
   return exact(env, &args[0], 32, "key must be 32 bytes") && exact(env, &args[1], 12, "nonce must be 12 bytes");
 }
 
+/*
+ * What seal and open both require of a segment's arguments: a 16-byte tag, an output at least
+ * as long as the input, and no output that overlaps another argument (the input may be the
+ * output exactly: in place).
+ */
+static int segment_args(napi_env env, const bytes_t *key, const bytes_t *nonce, const bytes_t *aad, const bytes_t *in, const bytes_t *out, const bytes_t *tag,
+                        const char *short_output) {
+  if (!exact(env, tag, 16, "tag must be 16 bytes")) return 0;
+  if (out->length < in->length) {
+    napi_throw_range_error(env, NULL, short_output);
+    return 0;
+  }
+  return disjoint_or_same(env, in, out) && disjoint(env, tag, out) && disjoint(env, tag, in) && disjoint(env, nonce, out) && disjoint(env, aad, out) &&
+         disjoint(env, key, out);
+}
+
 static napi_value seal(napi_env env, napi_callback_info info) {
   static const char *names[] = {"key", "nonce", "aad", "plaintext", "ciphertext", "tag"};
   bytes_t a[6];
   if (!get_args(env, info, a, names)) return NULL;
   bytes_t *key = &a[0], *nonce = &a[1], *aad = &a[2], *in = &a[3], *out = &a[4], *tag = &a[5];
-  if (!exact(env, tag, 16, "tag must be 16 bytes")) return NULL;
-  if (out->length < in->length) {
-    napi_throw_range_error(env, NULL, "ciphertext buffer is shorter than the plaintext");
-    return NULL;
-  }
-  if (!disjoint_or_same(env, in, out) || !disjoint(env, tag, out) || !disjoint(env, tag, in) || !disjoint(env, nonce, out) || !disjoint(env, aad, out) ||
-      !disjoint(env, key, out))
-    return NULL;
+  if (!segment_args(env, key, nonce, aad, in, out, tag, "ciphertext buffer is shorter than the plaintext")) return NULL;
   EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
   int n = 0, ok = ctx != NULL &&
                   EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key->data, nonce->data) == 1 &&
@@ -129,12 +138,7 @@ static napi_value open_(napi_env env, napi_callback_info info) {
   bytes_t a[6];
   if (!get_args(env, info, a, names)) return NULL;
   bytes_t *key = &a[0], *nonce = &a[1], *aad = &a[2], *in = &a[3], *tag = &a[4], *out = &a[5];
-  if (!exact(env, tag, 16, "tag must be 16 bytes")) return NULL;
-  if (out->length < in->length) {
-    napi_throw_range_error(env, NULL, "plaintext buffer is shorter than the ciphertext");
-    return NULL;
-  }
-  if (!disjoint_or_same(env, in, out) || !disjoint(env, tag, out) || !disjoint(env, nonce, out) || !disjoint(env, aad, out) || !disjoint(env, key, out)) return NULL;
+  if (!segment_args(env, key, nonce, aad, in, out, tag, "plaintext buffer is shorter than the ciphertext")) return NULL;
   /* The tag is given to OpenSSL before any output is written. */
   EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
   int n = 0, fin = 0;
@@ -257,14 +261,19 @@ static void hash_complete(napi_env env, napi_status status, void *data) {
   napi_call_function(env, undefined, done, 1, &arg, NULL);
 }
 
-static napi_value sha256_update(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3) {
-    napi_throw_type_error(env, NULL, "expected 3 arguments");
+/* The `want` arguments of a sha256 call (at most 3), the first being a usable handle, which is returned. */
+static hash_t *hash_call(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  size_t argc = want;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != want) {
+    napi_throw_type_error(env, NULL, "wrong number of arguments");
     return NULL;
   }
-  hash_t *h = hash_arg(env, argv[0]);
+  return hash_arg(env, argv[0]);
+}
+
+static napi_value sha256_update(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  hash_t *h = hash_call(env, info, 3, argv);
   if (h == NULL) return NULL;
   bool is_array = false;
   uint32_t count = 0;
@@ -315,13 +324,8 @@ static napi_value sha256_update(napi_env env, napi_callback_info info) {
 }
 
 static napi_value sha256_digest(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1) {
-    napi_throw_type_error(env, NULL, "expected 1 argument");
-    return NULL;
-  }
-  hash_t *h = hash_arg(env, argv[0]);
+  hash_t *h = hash_call(env, info, 1, argv);
   if (h == NULL) return NULL;
   unsigned char digest[32];
   unsigned int n = 0;
