@@ -287,7 +287,7 @@ export class EncryptingBlobStore implements BlobStore {
         // With the body's length known, so is the ciphertext's: the store below then knows where
         // the body ends (its write-back stops before the end, not in the commit's way).
         const plain = opts.length === undefined ? undefined : prefix.length + opts.length;
-        const length = plain === undefined ? undefined : plain + Math.ceil(plain / st.segmentSize) * SEGMENT_OVERHEAD;
+        const length = plain === undefined ? undefined : plain + st.layout().dataSegments(plain) * SEGMENT_OVERHEAD;
         await this.inner.appendUpload(id, pipeline(body, encrypt, () => undefined), {
           ...(opts.signal === undefined ? {} : { signal: opts.signal }),
           ...(length === undefined ? {} : { length }),

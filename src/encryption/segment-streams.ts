@@ -3,7 +3,7 @@
  * emits ciphertext as it goes; decryption emits a segment's plaintext only once its tag has been
  * checked (never serve bytes that fail authentication).
  *
- * Both streams seal and open whole segments with aes-gcm.ts into buffers of their own, which
+ * Both streams seal and open whole segments with native.ts into buffers of their own, which
  * their consumer may hand back (`recycle`: the file store once a chunk is written, the HTTP pump
  * once it is sent). A long push or pull then allocates a few buffers, not one per segment
  * (ADR 0007).
