@@ -90,8 +90,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
   // Manifest bodies and annotations are sealed like blobs (issue 4).
   const meta = encryption === undefined ? plainMeta : encryption.wrapMeta(plainMeta);
   const audit = config.audit.file === '' ? undefined : new AuditLog(config.audit.file, bus);
-  // No decrypted manifest is kept in memory: it would outlive a revoked key's data-key cache
-  // entry. Each GET opens the sealed body with the (cached) data key instead.
+  // ManifestService keeps no manifest in memory when bodies are sealed: its cache would outlive a
+  // revoked key's data-key cache entry. EncryptingMetadataStore caches opened bodies itself, each
+  // only as long as the data key that opened it stays cached.
   const manifestCacheTtlMs = encryption === undefined ? undefined : 0;
   const registry = createRegistry({ blobs, meta, bus, config, manifestCacheTtlMs });
 

@@ -20,12 +20,18 @@
  * clear, because the referrers and listing queries filter on them. A record whose annotations
  * were removed below (set to nothing) reads as a record without annotations.
  *
+ * - Bodies that opened (were read and authenticated) are kept in a byte-bounded cache by digest
+ *   (32 MiB), each only until its data key's entry in the KeyRing's cache expires
+ *   (`KeyRing.cachedUntil`). A cached body lives no longer than the key itself, so revocation
+ *   still stops manifest reads within `encryption.dataKeyCacheSeconds`, and a lifetime of 0 caches
+ *   no body. A pushed body is not cached until it is first read back from the store.
+ *
  * Anything that does not open (no data-key record, a failed tag, a malformed value) is a storage
  * fault: a StoredContentError (500, logged), never bytes served. A vault that refuses to unwrap is
  * UNAVAILABLE (503) from the KeyRing: revocation stops reads within the data-key cache lifetime.
  */
 import { digestOf, type Digest } from '../oci/index.js';
-import type { ManifestRecord, MetadataStore, Page } from '../storage/index.js';
+import { ManifestCache, type ManifestRecord, type MetadataStore, type Page } from '../storage/index.js';
 import type { DataKeyRecord, DataKeyStore } from './data-key-store.js';
 import { SealError, newObjectId, openBuffer, openSegment, sealBuffer, sealSegment } from './format.js';
 import type { KeyRing } from './key-ring.js';
@@ -41,6 +47,8 @@ export interface EncryptingMetadataStoreOptions {
 /** The one annotation a sealed record carries below this decorator. */
 export const SEALED_ANNOTATION = 'io.bulwark.sealed';
 const ANNOTATIONS_PURPOSE = 'bulwark-annotations-v1';
+/** Most bytes of opened manifest bodies kept in memory (as ManifestService's plaintext cache). */
+const OPENED_CACHE_BYTES = 32 * 1024 * 1024;
 /** putIfAbsent races and stale records resolve within a couple of rounds; more is a fault. */
 const MAX_SEAL_ATTEMPTS = 4;
 
@@ -74,12 +82,15 @@ export class EncryptingMetadataStore implements MetadataStore {
   private readonly keys: DataKeyStore;
   private readonly ring: KeyRing;
   private readonly segmentSize: number;
+  /** opened bodies by digest, each until its data key's cache entry expires */
+  private readonly opened: ManifestCache;
 
   constructor(o: EncryptingMetadataStoreOptions) {
     this.inner = o.inner;
     this.keys = o.keys;
     this.ring = o.ring;
     this.segmentSize = o.segmentSize;
+    this.opened = new ManifestCache(OPENED_CACHE_BYTES, { now: o.ring.now });
   }
 
   private dataKey(rec: DataKeyRecord): Promise<Buffer> {
@@ -186,13 +197,19 @@ export class EncryptingMetadataStore implements MetadataStore {
   }
 
   async manifestBody(digest: Digest): Promise<Buffer | undefined> {
+    const cached = this.opened.get(digest);
+    if (cached !== undefined) return cached;
     const sealed = await this.inner.manifestBody(digest);
     if (sealed === undefined) return undefined;
     const rec = await this.keys.get('manifest', digest);
     if (rec === undefined) throw storeFault('the body', digest, new Error('no data-key record'));
     const key = await this.dataKey(rec);
     try {
-      return openBuffer(sealed, key, { objectId: Buffer.from(rec.objectId, 'hex'), segmentSize: rec.segmentSize, headerLength: rec.headerLength, size: rec.size, digest });
+      const body = openBuffer(sealed, key, { objectId: Buffer.from(rec.objectId, 'hex'), segmentSize: rec.segmentSize, headerLength: rec.headerLength, size: rec.size, digest });
+      // Kept only after it opened (authenticated), and only while its key stays cached.
+      const until = this.ring.cachedUntil(rec.objectId);
+      if (until !== undefined) this.opened.set(digest, body, until);
+      return body;
     } catch (e) {
       throw e instanceof SealError ? storeFault('the body', digest, e) : e;
     } finally {

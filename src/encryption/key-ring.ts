@@ -48,7 +48,8 @@ export interface NewDataKey {
 
 export class KeyRing {
   private readonly cache = new Map<string, Cached>();
-  private readonly now: () => number;
+  /** the clock cache lifetimes are measured by (ms); what caches by this ring's keys uses it too */
+  readonly now: () => number;
   private readonly maxEntries: number;
   private lastHealth: KeyRingHealth = { ok: true };
   private target: KeyRingOptions['target'];
@@ -173,6 +174,16 @@ export class KeyRing {
     }
   }
 
+  /**
+   * When the cached key of `cacheId` expires (ms), or undefined when it is not cached. Whatever
+   * that key opened may be kept in memory until then and no longer: that is what bounds
+   * revocation (EncryptingMetadataStore's opened manifests).
+   */
+  cachedUntil(cacheId: string): number | undefined {
+    const c = this.cache.get(cacheId);
+    return c !== undefined && c.expires > this.now() ? c.expires : undefined;
+  }
+
   forget(cacheId: string): void {
     this.evict(cacheId);
   }
@@ -198,7 +209,11 @@ export class KeyRing {
       if (oldest.done === true) break;
       this.evict(oldest.value);
     }
-    this.cache.set(cacheId, { key: Buffer.from(key), expires: this.now() + this.o.cacheMs });
+    // A backing store of its own: a 32-byte copy from Buffer's shared 8 KiB pool keeps that whole
+    // slab alive for the cache lifetime (10,000 cached keys pinned up to 80 MiB).
+    const own = Buffer.allocUnsafeSlow(key.length);
+    key.copy(own);
+    this.cache.set(cacheId, { key: own, expires: this.now() + this.o.cacheMs });
     this.sweepExpired();
   }
 

@@ -16,7 +16,7 @@ export interface RegistryDeps {
   /**
    * How long a manifest body may be served from memory (ms); undefined: until evicted, 0: not
    * cached. With encryption at rest the composition root sets 0: a decrypted body must not
-   * outlive a revoked key.
+   * outlive a revoked key (EncryptingMetadataStore keeps opened bodies for their key's lifetime).
    */
   readonly manifestCacheTtlMs?: number | undefined;
 }

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { digestAlgorithm, isDigest, isTag, parseManifest, registryError, type Digest, type Descriptor } from '../oci/index.js';
 import type { ManifestRecord } from '../storage/index.js';
 import { observed, type OpContext, type RegistryDeps } from './context.js';
-import { ManifestCache } from './manifest-cache.js';
+import { ManifestCache } from '../storage/index.js';
 
 export interface PutManifestResult {
   readonly digest: Digest;

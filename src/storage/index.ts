@@ -10,3 +10,4 @@ export { FileRangeStream, isRecycling, type RecyclingReadable } from './file-ran
 export { RecyclePool } from './recycle-pool.js';
 export { fsck, type FsckReport, type FsckProblem, type FsckProblemKind } from './fsck.js';
 export { GroupCommit } from './group-commit.js';
+export { ManifestCache, type ManifestCacheOptions } from './manifest-cache.js';

@@ -14,7 +14,7 @@ import Database from 'better-sqlite3';
 import { EncryptingMetadataStore, SEALED_ANNOTATION, type DataKeyRecord } from '../../src/encryption/index.js';
 import { digestOf, MediaType } from '../../src/oci/index.js';
 import { MemoryBlobStore, MemoryMetadataStore, SqliteMetadataStore, fsck, type ManifestRecord, type MetadataStore } from '../../src/storage/index.js';
-import { ManifestCache } from '../../src/registry/manifest-cache.js';
+import { ManifestCache } from '../../src/storage/index.js';
 import { runMetadataStoreSuite } from '../testkit/metadata-store-suite.js';
 import { rejectsWithCode } from '../testkit/assert-registry-error.js';
 import { KEK, OPERATOR, encryptionRig, type EncryptionRig } from '../testkit/encryption.js';
@@ -179,6 +179,42 @@ describe('EncryptingMetadataStore over SQLite', () => {
     for (const repository of [...repos, 'team/late']) assert.deepEqual((await store.getManifest(repository, record.digest))?.annotations, { k: 'v' }, repository);
   });
 
+  test('an opened body is served from memory only while its data key is cached', async () => {
+    const { record, body } = manifest('team/app');
+    await store.putManifest(record, body);
+    const sealed = await inner.manifestBody(record.digest);
+    assert.ok(sealed !== undefined, 'stored');
+    const update = db().prepare('UPDATE manifest_content SET body = ? WHERE digest = ?');
+    const bad = Buffer.from(sealed);
+    bad[200] = (bad[200] ?? 0) ^ 0x01;
+    // A pushed body is not cached: the first read opens what is stored.
+    update.run(bad, record.digest);
+    await assert.rejects(store.manifestBody(record.digest), /failed to read the body/, 'not cached by the push');
+    update.run(sealed, record.digest);
+    assert.ok((await store.manifestBody(record.digest))?.equals(body), 'opened');
+    update.run(bad, record.digest);
+    // The key was cached by the push for 60 s: the opened body with it, and no longer.
+    rig.clock += 59_999;
+    assert.ok((await store.manifestBody(record.digest))?.equals(body), 'served from memory, not from the store');
+    rig.clock += 1;
+    await assert.rejects(store.manifestBody(record.digest), /failed to read the body/, 'read from the store again once the key expired');
+
+    // With a data-key cache lifetime of 0, nothing opened is kept.
+    const uncached = await encryptionRig({ cacheMs: 0 });
+    const dir0 = await mkdtemp(join(tmpdir(), 'bulwark-encmeta-'));
+    const inner0 = new SqliteMetadataStore(join(dir0, 'metadata.db'));
+    const store0 = wrap(uncached, inner0);
+    try {
+      await store0.putManifest(record, body);
+      assert.ok((await store0.manifestBody(record.digest))?.equals(body), 'opened');
+      await uncached.vault.setEnabled(OPERATOR, KEK, false);
+      await rejectsWithCode(store0.manifestBody(record.digest), 'UNAVAILABLE');
+    } finally {
+      await store0.close();
+      await rm(dir0, { recursive: true, force: true });
+    }
+  });
+
   test('a revoked key stops manifest reads after the cache lifetime; enabling it restores them', async () => {
     const { record, body } = manifest('team/app', { k: 'v' });
     await store.putManifest(record, body);
@@ -233,6 +269,18 @@ describe('ManifestCache lifetime', () => {
     assert.equal(cache.get(d), undefined);
     cache.set(d, Buffer.from('body'));
     assert.equal(cache.get(d)?.toString(), 'body', 'cached again after it expired');
+  });
+
+  test('an entry given an expiry of its own is dropped then, even within the lifetime', () => {
+    let now = 0;
+    const cache = new ManifestCache(1024, { now: () => now });
+    cache.set(d, Buffer.from('body'), 500);
+    now = 499;
+    assert.equal(cache.get(d)?.toString(), 'body');
+    now = 500;
+    assert.equal(cache.get(d), undefined);
+    cache.set(d, Buffer.from('body'), 500);
+    assert.equal(cache.get(d), undefined, 'an expiry already past caches nothing');
   });
 
   test('a lifetime of 0 caches nothing; the byte bound still evicts the least recently used', () => {

@@ -1,11 +1,7 @@
 import type { Digest } from '../oci/index.js';
 
 export interface ManifestCacheOptions {
-  /**
-   * How long an entry may be served, in ms; undefined: until evicted, 0: nothing is cached. With
-   * encryption at rest this is the data-key cache lifetime: a cached plaintext body must not
-   * outlive the key that decrypted it, or revoking the key would not stop its manifests.
-   */
+  /** How long an entry may be served, in ms; undefined: until evicted, 0: nothing is cached. */
   readonly ttlMs?: number | undefined;
   readonly now?: () => number;
 }
@@ -18,6 +14,8 @@ interface Entry {
 /**
  * A byte-bounded LRU of manifest bodies by digest. Content-addressed, so an entry is never stale;
  * whether a repository may serve it is decided by the metadata lookup before the cache is asked.
+ * Used by ManifestService for stored bodies, and by EncryptingMetadataStore for opened ones, each
+ * of which may be served only as long as the data key that opened it is (`set`'s `until`).
  */
 export class ManifestCache {
   private readonly entries = new Map<Digest, Entry>();
@@ -46,16 +44,21 @@ export class ManifestCache {
     return e.body;
   }
 
-  set(d: Digest, b: Buffer): void {
-    if (this.ttlMs <= 0 || b.length > this.maxBytes) return;
+  /**
+   * Keeps `b` for the cache's lifetime, and never past `until` (a time in ms) when given. A live
+   * entry is kept as it is: an entry never outlives the expiry it was given.
+   */
+  set(d: Digest, b: Buffer, until?: number): void {
     const now = this.now();
+    const expires = Math.min(now + this.ttlMs, until ?? Infinity);
+    if (expires <= now || b.length > this.maxBytes) return;
     const old = this.entries.get(d);
     if (old !== undefined && old.expires > now) return;
     if (old !== undefined) {
       this.entries.delete(d);
       this.bytes -= old.body.length;
     }
-    this.entries.set(d, { body: b, expires: now + this.ttlMs });
+    this.entries.set(d, { body: b, expires });
     this.bytes += b.length;
     for (const [k, v] of this.entries) {
       if (this.bytes <= this.maxBytes) break;
