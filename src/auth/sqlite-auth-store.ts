@@ -1,7 +1,8 @@
 /**
- * SQLite AuthStore in its own file (`<data-dir>/auth.db`), WAL with synchronous=FULL like the
- * metadata (ADR 0002): a resolved write survives a crash. Auth writes are rare (admin changes,
- * token issuance records), so each is its own transaction.
+ * SQLite AuthStore in its own file (`<data-dir>/auth.db`), WAL with synchronous=FULL (ADR 0002): a
+ * resolved write survives a crash. Auth writes are rare (admin changes, token issuance records)
+ * and off the push and pull paths, so each is its own transaction, synced by SQLite itself (the
+ * metadata and data-key stores sync theirs off the event loop instead, ADR 0008).
  */
 import Database from 'better-sqlite3';
 import { chmodSync, closeSync, openSync } from 'node:fs';

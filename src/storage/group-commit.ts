@@ -2,9 +2,16 @@
  * Group commit for a better-sqlite3 database: writes requested in the same turn of the event loop
  * run in one transaction, each in its own savepoint (a nested transaction), so one failing write
  * rolls back alone; they share one commit and one fsync, and each caller's promise settles only
- * after that commit. better-sqlite3 is synchronous, so an fsync per write would stall every other
- * request for its duration. Used by the SQLite metadata and data-key stores.
+ * after that commit is durable. Used by the SQLite metadata and data-key stores.
+ *
+ * better-sqlite3 is synchronous, so SQLite's own fsync at commit (`synchronous=FULL`) would stall
+ * every other request for its duration. With `walSync` (ADR 0008) the database runs WAL with
+ * `synchronous=NORMAL`, which commits without syncing the WAL, and this class makes the commit
+ * durable itself: it fdatasyncs the WAL file on libuv's thread pool and settles the batch's
+ * promises only after that. Frames are appended in commit order, so one sync covers every commit
+ * made before it started; syncs are coalesced accordingly.
  */
+import { open, type FileHandle } from 'node:fs/promises';
 import type Database from 'better-sqlite3';
 
 interface PendingWrite {
@@ -19,14 +26,25 @@ export class GroupCommit {
   private pending: PendingWrite[] = [];
   private readonly commitBatch: Database.Transaction<(batch: PendingWrite[]) => Outcome[]>;
 
+  private readonly immediate: boolean;
+  private readonly wal: WalSync | undefined;
+
   /**
-   * @param immediate begin the batch with BEGIN IMMEDIATE (take the write lock up front), for a
+   * @param o.immediate begin the batch with BEGIN IMMEDIATE (take the write lock up front), for a
    *   database another process may write to at the same time
+   * @param o.walSync make commits durable by syncing the WAL off the event loop; sets the
+   *   database to WAL with synchronous=NORMAL (a file database only); without it, synchronous=FULL
    */
-  constructor(
-    db: Database.Database,
-    private readonly immediate = false,
-  ) {
+  constructor(db: Database.Database, o: { immediate?: boolean; walSync?: boolean } = {}) {
+    this.immediate = o.immediate === true;
+    if (o.walSync === true) {
+      if (db.memory) throw new Error('walSync needs a database file');
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      this.wal = new WalSync(`${db.name}-wal`);
+    } else {
+      db.pragma('synchronous = FULL');
+    }
     const savepoint = db.transaction((run: () => unknown) => run());
     this.commitBatch = db.transaction((batch: PendingWrite[]) =>
       batch.map((w): Outcome => {
@@ -60,10 +78,78 @@ export class GroupCommit {
       for (const w of batch) w.reject(error);
       return;
     }
-    batch.forEach((w, i) => {
-      const o = outcomes[i];
-      if (o?.ok === true) w.resolve(o.value);
-      else w.reject(o?.error);
+    const settle = (): void =>
+      batch.forEach((w, i) => {
+        const o = outcomes[i];
+        if (o?.ok === true) w.resolve(o.value);
+        else w.reject(o?.error);
+      });
+    if (this.wal === undefined || outcomes.every((o) => !o.ok)) {
+      settle();
+      return;
+    }
+    // Committed and visible, but acknowledged only once on disk. A failed sync leaves durability
+    // unknown: every write of the batch fails, though it may survive.
+    this.wal.sync().then(settle, (error: unknown) => {
+      for (const w of batch) w.reject(error);
     });
+  }
+
+  /** Commits what is queued, waits until it is durable, and lets go of the WAL file. */
+  async close(): Promise<void> {
+    this.flush();
+    await this.wal?.close();
+  }
+}
+
+/**
+ * fdatasync of a database's WAL file, coalesced: a sync covers every commit made before it
+ * started, so a commit made while one runs waits for the next, and every commit waiting for that
+ * next one shares it.
+ */
+class WalSync {
+  private handle: Promise<FileHandle> | undefined;
+  private running: Promise<void> | undefined;
+  private queued: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(private readonly path: string) {}
+
+  sync(): Promise<void> {
+    if (this.running === undefined) return this.start();
+    this.queued ??= this.running
+      .catch(() => undefined)
+      .then(() => {
+        this.queued = undefined;
+        return this.start();
+      });
+    return this.queued;
+  }
+
+  private start(): Promise<void> {
+    const run = (async (): Promise<void> => {
+      if (this.closed) throw new Error(`${this.path}: closed`);
+      // Opened once: SQLite keeps the WAL file (the same inode, truncated or overwritten from its
+      // start) while a connection is open. fdatasync works on a read-only descriptor.
+      this.handle ??= open(this.path, 'r').catch((e: unknown) => {
+        this.handle = undefined;
+        throw e;
+      });
+      await (await this.handle).datasync();
+    })();
+    const p = run.finally(() => {
+      if (this.running === p) this.running = undefined;
+    });
+    this.running = p;
+    return p;
+  }
+
+  async close(): Promise<void> {
+    await this.queued?.catch(() => undefined);
+    await this.running?.catch(() => undefined);
+    this.closed = true;
+    const h = this.handle;
+    this.handle = undefined;
+    if (h !== undefined) await (await h.catch(() => undefined))?.close();
   }
 }

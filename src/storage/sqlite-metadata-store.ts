@@ -1,9 +1,10 @@
 /**
- * SQLite MetadataStore (better-sqlite3): WAL journal with synchronous=FULL, so a call that
- * resolved survives kill -9 and power loss. Statements are prepared once.
+ * SQLite MetadataStore (better-sqlite3): WAL journal, and a write resolves only once its commit is
+ * on disk, so a call that resolved survives kill -9 and power loss. Statements are prepared once.
  *
  * Writes use group commit (group-commit.ts): writes requested in the same turn of the event loop
- * share one transaction and one fsync, each in its own savepoint.
+ * share one transaction and one fsync, each in its own savepoint; the fsync of the WAL runs on the
+ * thread pool, not inside the commit on the event loop (ADR 0008).
  */
 import Database from 'better-sqlite3';
 import type { Digest } from '../oci/index.js';
@@ -59,11 +60,10 @@ export class SqliteMetadataStore implements MetadataStore {
 
   constructor(path: string) {
     this.db = new Database(path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
     this.db.pragma('busy_timeout = 5000');
+    // WAL, each commit synced off the event loop before it is acknowledged (ADR 0008)
+    this.commits = new GroupCommit(this.db, { walSync: true });
     this.db.exec(SCHEMA);
-    this.commits = new GroupCommit(this.db);
     const db = this.db;
     this.q = {
       addRepo: db.prepare('INSERT OR IGNORE INTO repositories (name, created_at) VALUES (?, ?)'),
@@ -184,7 +184,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async close(): Promise<void> {
-    this.commits.flush();
+    await this.commits.close();
     if (this.db.open) this.db.close();
   }
 }
