@@ -14,9 +14,12 @@ import { adminRoutes, distributionRoutes, oauthRoutes } from './routes/index.js'
 import { createBlobStore, createMetadataStore, type BlobStore, type MetadataStore } from './storage/index.js';
 import { Rotator, assertNotEncrypted, createEncryption, keyVaultAudit, type Encryption } from './encryption/index.js';
 import type { KeyVault } from './keyvault/index.js';
+import { installNetworkGuard, prepareListeners } from './network/index.js';
 
 export interface App {
   readonly http: FastifyInstance;
+  /** Serve on `listen`, then on every `network.listeners` address. */
+  listen(): Promise<void>;
   readonly registry: Registry;
   readonly bus: EventBus;
   readonly blobs: BlobStore;
@@ -70,6 +73,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
   if (config.storage.blobDriver === 'filesystem' || config.storage.metadataDriver === 'sqlite') await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const http = createHttpServer(config);
   const bus = new EventBus((err, e) => http.log.error({ err, event: e.type }, 'failed to deliver event'));
+  // Network rules come first: before authentication and before any route (network/).
+  installNetworkGuard(http, config, bus);
+  const extraListeners = prepareListeners(http, config);
   const plainBlobs = deps.blobs ?? (await createBlobStore(config.storage.blobDriver, config.dataDir));
   let encryption: Encryption | undefined;
   if (config.encryption.enabled) {
@@ -176,6 +182,10 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
   let closing: Promise<void> | undefined;
   return {
     http,
+    listen: async () => {
+      await http.listen({ host: config.listen.host, port: config.listen.port });
+      await extraListeners.listen();
+    },
     registry,
     bus,
     blobs,

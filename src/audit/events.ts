@@ -30,7 +30,9 @@ export type RegistryEventType =
   | 'access.use'
   | 'access.expire'
   // customer-managed keys (keyvault/, encryption/): every key-vault operation
-  | 'key.operation';
+  | 'key.operation'
+  // network rules (network/): a request refused before authentication
+  | 'network.denied';
 
 export interface ClientInfo {
   readonly address: string;

@@ -8,7 +8,7 @@ export function registerServe(program: Command): void {
     // loaded on use: the client commands (token, role, ...) should not pay for the server's modules
     const { buildApp } = await import('../app.js');
     const app = await buildApp(config);
-    await app.http.listen({ host: config.listen.host, port: config.listen.port });
+    await app.listen();
     app.http.log.info({ listen: `${config.listen.host}:${config.listen.port}`, dataDir: config.dataDir }, 'bulwark is serving');
     let stopping = false;
     const stop = (signal: string): void => {

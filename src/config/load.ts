@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { OPTIONS, type Config, type OptionSpec } from './schema.js';
+import { OPTIONS, parseAddress, type Config, type OptionSpec } from './schema.js';
 
 export class ConfigError extends Error {
   readonly code = 'CONFIG_INVALID';
@@ -40,14 +40,6 @@ function fromFile(path: string): Record<string, unknown> {
   };
   walk(doc, '');
   return flat;
-}
-
-function parseAddress(s: string): { host: string; port: number } | undefined {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(s);
-  if (m === null) return undefined;
-  const port = Number(m[3]);
-  if (port > 65535) return undefined;
-  return { host: m[1] ?? m[2] ?? '', port };
 }
 
 function coerce(spec: OptionSpec, raw: unknown, problems: string[]): unknown {

@@ -4,6 +4,9 @@
  * (`bulwark config-docs`) and a test keeps the two in sync.
  */
 
+import { parseCidr } from '../network/address.js';
+import { MAX_RULES, ruleProblem } from '../network/policy.js';
+
 export type OptionType = 'string' | 'integer' | 'boolean' | 'enum' | 'address' | 'list';
 
 export interface OptionSpec {
@@ -21,6 +24,22 @@ export interface OptionSpec {
   readonly doc: string;
   /** for `list` (comma-separated) options: a problem with one item, or undefined when it is fine */
   readonly item?: (value: string) => string | undefined;
+}
+
+/** `host:port`, IPv6 in brackets (`[::1]:5000`); undefined when malformed. */
+export function parseAddress(s: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(s);
+  if (m === null) return undefined;
+  const port = Number(m[3]);
+  if (port > 65535) return undefined;
+  return { host: m[1] ?? m[2] ?? '', port };
+}
+
+/** `private=host:port` or `public=host:port` (network.listeners). */
+export function parseListener(s: string): { kind: 'private' | 'public'; host: string; port: number } | undefined {
+  const m = /^(private|public)=(.+)$/.exec(s);
+  const address = m === null ? undefined : parseAddress(m[2] ?? '');
+  return m === null || address === undefined ? undefined : { kind: m[1] === 'public' ? 'public' : 'private', ...address };
 }
 
 const REPO_PATTERN = /^(\*|[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*(?:\/\*)?)$/;
@@ -86,6 +105,13 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'encryption.pkcs11.stateDir', env: 'BULWARK_ENCRYPTION_PKCS11_STATE_DIR', type: 'string', default: '${dataDir}/hsm-state', doc: 'Folder of the HSM vault\'s key metadata (versions, soft delete), signed by a key on the token.' },
   { key: 'encryption.pkcs11.allowRawRsa', env: 'BULWARK_ENCRYPTION_PKCS11_ALLOW_RAW_RSA', type: 'boolean', default: false, doc: 'For tokens without RSA-OAEP-256 (SoftHSM2 2.6): the token does raw RSA and the host does OAEP padding. The private key then also allows raw RSA.' },
   { key: 'encryption.azure.vaultUrl', env: 'BULWARK_ENCRYPTION_AZURE_VAULT_URL', type: 'string', default: '', doc: 'Azure Key Vault URL (`encryption.vault=azure`), `https://<name>.vault.azure.net`; credentials from the environment, workload identity or managed identity. Not tested against Azure itself (docs/keyvault-azure.md).' },
+  { key: 'network.listenKind', env: 'BULWARK_NETWORK_LISTEN_KIND', type: 'enum', values: ['private', 'public'], default: 'private', doc: 'What the `listen` address is: `private` (like a private endpoint: open to its network, network rules do not apply) or `public` (the network rules apply). The default listens on loopback.' },
+  { key: 'network.listeners', env: 'BULWARK_NETWORK_LISTENERS', type: 'list', default: '', doc: 'More addresses to serve on, beside `listen`: comma-separated `private=<host:port>` or `public=<host:port>` (IPv6 as `public=[::]:5443`).', item: (v) => (parseListener(v) === undefined ? 'expected private=<host:port> or public=<host:port>' : undefined) },
+  { key: 'network.publicAccess', env: 'BULWARK_NETWORK_PUBLIC_ACCESS', type: 'enum', values: ['Enabled', 'Disabled'], default: 'Enabled', doc: '`Disabled` refuses every request that arrives on a public listener (403 `DENIED`), whatever the rules say; private listeners still serve.' },
+  { key: 'network.defaultAction', env: 'BULWARK_NETWORK_DEFAULT_ACTION', type: 'enum', values: ['Allow', 'Deny'], default: 'Deny', doc: 'What happens on a public listener to a client address no rule matches. Deny by default: a public listener serves only the ranges a rule allows.' },
+  { key: 'network.rules', env: 'BULWARK_NETWORK_RULES', type: 'list', default: '', doc: `Network rules for public listeners, in order, the first match deciding: comma-separated \`<name>=<allow|deny>:<address or CIDR>\` (IPv4 or IPv6), at most ${MAX_RULES}. A refused request gets 403 \`DENIED\` naming the rule.`, item: ruleProblem },
+  { key: 'network.trustedProxies', env: 'BULWARK_NETWORK_TRUSTED_PROXIES', type: 'list', default: '', doc: 'Addresses or CIDR ranges of reverse proxies whose forwarding header is believed: the client address is then taken from that header, walked from the right while each hop is a trusted proxy. A header from any other peer is ignored.', item: (v) => (parseCidr(v) === undefined ? 'expected an IPv4/IPv6 address or CIDR range' : undefined) },
+  { key: 'network.forwardedHeader', env: 'BULWARK_NETWORK_FORWARDED_HEADER', type: 'enum', values: ['x-forwarded-for', 'forwarded'], default: 'x-forwarded-for', doc: 'The one header the trusted proxies write the client address into: `x-forwarded-for` or `forwarded` (RFC 7239). Only that one is read, so a client cannot supply the other.' },
   { key: 'log.level', env: 'BULWARK_LOG_LEVEL', type: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', doc: 'Server log level (structured JSON on stdout).' },
 ];
 
@@ -128,6 +154,15 @@ export interface Config {
     readonly local: { readonly dir: string; readonly masterKeyFile: string; readonly masterKeyEnv: string; readonly keySize: '2048' | '3072' | '4096' };
     readonly pkcs11: { readonly module: string; readonly token: string; readonly pinEnv: string; readonly pinFile: string; readonly stateDir: string; readonly allowRawRsa: boolean };
     readonly azure: { readonly vaultUrl: string };
+  };
+  readonly network: {
+    readonly listenKind: 'private' | 'public';
+    readonly listeners: readonly string[];
+    readonly publicAccess: 'Enabled' | 'Disabled';
+    readonly defaultAction: 'Allow' | 'Deny';
+    readonly rules: readonly string[];
+    readonly trustedProxies: readonly string[];
+    readonly forwardedHeader: 'x-forwarded-for' | 'forwarded';
   };
   readonly log: { readonly level: string };
 }

@@ -4,9 +4,25 @@ import type { IncomingMessage } from 'node:http';
 import type { ClientInfo } from '../audit/index.js';
 import { registryError } from '../oci/index.js';
 
+/** Client addresses resolved by the network guard (network/guard.ts), by request. */
+const resolved = new WeakMap<IncomingMessage, string>();
+
+export function setClientAddress(raw: IncomingMessage, address: string): void {
+  resolved.set(raw, address);
+}
+
+/**
+ * The client's address: as the network guard resolved it (through trusted proxies), else the
+ * socket's peer. Everything that records or decides on an address (audit, throttling, access
+ * policy) asks here, never `req.ip` or a header.
+ */
+export function clientAddressOf(req: FastifyRequest): string {
+  return resolved.get(req.raw) ?? req.ip;
+}
+
 export function clientInfo(req: FastifyRequest): ClientInfo {
   const ua = req.headers['user-agent'];
-  return { address: req.ip, userAgent: typeof ua === 'string' ? ua.slice(0, 512) : '', requestId: req.id };
+  return { address: clientAddressOf(req), userAgent: typeof ua === 'string' ? ua.slice(0, 512) : '', requestId: req.id };
 }
 
 function contentLengthOf(raw: IncomingMessage): number | undefined {

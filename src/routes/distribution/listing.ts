@@ -1,4 +1,5 @@
 /** `/v2/<name>/tags/list`, `/v2/_catalog` and `/v2/<name>/referrers/<digest>` (content discovery). */
+import { clientAddressOf } from '../../http/index.js';
 import { parseDigest, isMediaTypeString, registryError } from '../../oci/index.js';
 import { REFERRERS_MEDIA_TYPE, type Registry } from '../../registry/index.js';
 import { nextLink, pageSize, query, single } from './http-util.js';
@@ -25,7 +26,7 @@ export function catalogRoutes(registry: Registry, auth: AuthService | undefined)
       const n = pageSize(q);
       // The catalog lists only what the caller may see (identity issue: "filtered").
       const claims = claimsOf(req);
-      const visible = auth === undefined || claims === undefined ? undefined : await auth.policy.visibility({ principal: claims.sub, clientAddress: req.ip, amr: claims.amr, now: Date.now() });
+      const visible = auth === undefined || claims === undefined ? undefined : await auth.policy.visibility({ principal: claims.sub, clientAddress: clientAddressOf(req), amr: claims.amr, now: Date.now() });
       const page = await registry.listing.catalog(n, single(q, 'last'), visible);
       if (page.next !== undefined) void reply.header('Link', nextLink('/v2/_catalog', { n: String(n ?? page.items.length), last: page.next }));
       void reply.code(200).header('Content-Type', 'application/json').send(JSON.stringify({ repositories: page.items }));

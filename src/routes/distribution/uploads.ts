@@ -3,6 +3,7 @@
  * POST opens a session, mounts, or takes a monolithic body; PATCH appends a chunk; PUT closes
  * the session with the digest; GET reports progress; DELETE cancels.
  */
+import { clientAddressOf } from '../../http/index.js';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { assertRepositoryName, registryError, type Digest } from '../../oci/index.js';
 import type { AppendRequest, Registry } from '../../registry/index.js';
@@ -16,7 +17,7 @@ import { claimsOf } from './access-gate.js';
 function readable(auth: AuthService | undefined, req: FastifyRequest): ((name: string) => Promise<boolean>) | undefined {
   const claims = claimsOf(req);
   if (auth === undefined || claims === undefined) return undefined;
-  const ctx = { principal: claims.sub, clientAddress: req.ip, amr: claims.amr, now: Date.now() };
+  const ctx = { principal: claims.sub, clientAddress: clientAddressOf(req), amr: claims.amr, now: Date.now() };
   return async (name) => (await auth.policy.decide(ctx, [{ type: 'repository', name, actions: ['pull'] }])).length > 0;
 }
 
