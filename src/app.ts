@@ -180,11 +180,31 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
   rotationCheck.unref();
 
   let closing: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      clearInterval(purge);
+      clearInterval(upkeep);
+      clearInterval(expiry);
+      clearInterval(rotationCheck);
+      await http.close();
+      await rotator?.stop();
+      await audit?.close();
+      await blobs.close();
+      await encryption?.close();
+      await meta.close();
+      await authStore?.close();
+    })());
   return {
     http,
     listen: async () => {
-      await http.listen({ host: config.listen.host, port: config.listen.port });
-      await extraListeners.listen();
+      try {
+        await http.listen({ host: config.listen.host, port: config.listen.port });
+        await extraListeners.listen();
+      } catch (e) {
+        // A listener that cannot bind (address in use) stops the whole start: nothing half-serving.
+        await close();
+        throw e;
+      }
     },
     registry,
     bus,
@@ -193,19 +213,6 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
     encryption,
     auth,
     bootstrap,
-    close: () =>
-      (closing ??= (async () => {
-        clearInterval(purge);
-        clearInterval(upkeep);
-        clearInterval(expiry);
-        clearInterval(rotationCheck);
-        await http.close();
-        await rotator?.stop();
-        await audit?.close();
-        await blobs.close();
-        await encryption?.close();
-        await meta.close();
-        await authStore?.close();
-      })()),
+    close,
   };
 }

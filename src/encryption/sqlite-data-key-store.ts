@@ -170,15 +170,25 @@ export class SqliteDataKeyStore implements DataKeyStore {
     return this.commits.write(run);
   }
 
+  /**
+   * A row is visible once committed, before its commit's sync has finished (ADR 0008). Callers
+   * act on what they read here in writes to other files (a manifest sealed under this key, a
+   * blob linked because its record exists), so a record is returned only once it is on disk.
+   */
   async get(kind: SealedKind, digest: Digest): Promise<DataKeyRecord | undefined> {
     const r = this.q.get.get(kind, digest);
-    return r === undefined ? undefined : toRecord(r);
+    if (r === undefined) return undefined;
+    await this.commits.durable();
+    return toRecord(r);
   }
 
   async putIfAbsent(record: DataKeyRecord): Promise<DataKeyRecord> {
-    // a row this connection can read is committed, hence durable: a re-push costs no fsync
+    // an existing row (a re-push) costs no new commit; it is returned once on disk, like get's
     const existing = this.q.get.get(record.kind, record.digest);
-    if (existing !== undefined) return toRecord(existing);
+    if (existing !== undefined) {
+      await this.commits.durable();
+      return toRecord(existing);
+    }
     // parameters are built now, not at flush: a caller reusing its Buffer cannot change what lands
     const params = {
       kind: record.kind,
@@ -283,7 +293,10 @@ export class SqliteDataKeyStore implements DataKeyStore {
   }
 
   async close(): Promise<void> {
-    await this.commits.close();
-    if (this.db.open) this.db.close();
+    try {
+      await this.commits.close();
+    } finally {
+      if (this.db.open) this.db.close();
+    }
   }
 }

@@ -23,20 +23,30 @@ export interface ClientAddress {
   readonly forwarded: boolean;
 }
 
-/** The `for=` values of a `Forwarded` header, in order (quotes, brackets and ports removed). */
+/** A node as a proxy names it, without its port: `[2001:db8::1]:4711` and `192.0.2.1:80` (Azure Application Gateway writes ports). */
+function withoutPort(node: string): string {
+  if (node.startsWith('[')) return node.slice(1, node.indexOf(']') < 0 ? node.length : node.indexOf(']'));
+  return /^[\d.]+:\d+$/.test(node) ? node.slice(0, node.indexOf(':')) : node;
+}
+
+/**
+ * One node per `Forwarded` element, in order (quotes, brackets and ports removed). An element
+ * without `for=` is a hop that did not say whom it serves: it counts, as an unknown node, so a
+ * `for=` a client put further left is never mistaken for it.
+ */
 function forwardedFor(value: string): string[] {
   const out: string[] = [];
   for (const element of value.split(',')) {
+    let node = 'unknown';
     for (const pair of element.split(';')) {
       const eq = pair.indexOf('=');
       if (eq < 0 || pair.slice(0, eq).trim().toLowerCase() !== 'for') continue;
       let v = pair.slice(eq + 1).trim();
       if (v.startsWith('"') && v.endsWith('"') && v.length >= 2) v = v.slice(1, -1);
-      // "[2001:db8::1]:4711" and "192.0.2.1:80": the node's port is not part of its address
-      if (v.startsWith('[')) v = v.slice(1, v.indexOf(']') < 0 ? v.length : v.indexOf(']'));
-      else if (/^[\d.]+:\d+$/.test(v)) v = v.slice(0, v.indexOf(':'));
-      out.push(v);
+      node = withoutPort(v);
+      break;
     }
+    out.push(node);
   }
   return out;
 }
@@ -45,7 +55,7 @@ function hopsOf(headers: IncomingHttpHeaders, header: ForwardedHeader): string[]
   const v = headers[header];
   const text = Array.isArray(v) ? v.join(',') : (v ?? '');
   if (text.trim() === '') return [];
-  return header === 'forwarded' ? forwardedFor(text) : text.split(',').map((s) => s.trim());
+  return header === 'forwarded' ? forwardedFor(text) : text.split(',').map((s) => withoutPort(s.trim()));
 }
 
 export function clientAddress(peer: string | undefined, headers: IncomingHttpHeaders, trusted: AddressSet, header: ForwardedHeader): ClientAddress {

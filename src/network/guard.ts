@@ -2,18 +2,66 @@
  * The network guard: the first `onRequest` hook, so it runs before authentication and before any
  * route. It resolves the client address (client-address.ts), records it for everything after it
  * (`clientAddressOf`), and asks the policy whether the listener the request came in on may serve
- * that address. A refusal is 403 `DENIED` naming the rule, and a `network.denied` audit event with
- * the client address.
+ * that address. A refusal is 403 `DENIED` naming the rule (the connection is closed: its body is
+ * not read), and a `network.denied` audit event with the client address. Audit events are bounded
+ * per address (`DeniedEvents`): an internet client hammering a public listener must not grow the
+ * audit log without limit.
  */
 import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { EventBus } from '../audit/index.js';
-import type { Config } from '../config/index.js';
+import { parseListener, type Config } from '../config/index.js';
 import { setClientAddress } from '../http/index.js';
 import { registryError } from '../oci/index.js';
 import { AddressSet, parseCidr, type Cidr } from './address.js';
 import { clientAddress } from './client-address.js';
 import { NetworkPolicy, parseRule, type ListenerKind } from './policy.js';
+
+/** Refusals of one address audited per window; the rest are counted into the next event. */
+const EVENTS_PER_WINDOW = 10;
+const WINDOW_MS = 60_000;
+/** Addresses tracked at once; past this the oldest window is forgotten (its count is lost, not its events). */
+const MAX_TRACKED = 10_000;
+
+/** Per client address: at most EVENTS_PER_WINDOW refusal events a minute, then a count of the rest. */
+export class DeniedEvents {
+  private readonly windows = new Map<string, { start: number; logged: number; suppressed: number }>();
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  /** Whether to emit an event for this refusal, and how many were not emitted before it. */
+  admit(address: string): { emit: boolean; suppressed: number } {
+    const t = this.now();
+    let w = this.windows.get(address);
+    if (w !== undefined && t - w.start >= WINDOW_MS) {
+      const suppressed = w.suppressed;
+      this.windows.delete(address);
+      w = undefined;
+      if (suppressed > 0) {
+        this.track(address, { start: t, logged: 1, suppressed: 0 });
+        return { emit: true, suppressed };
+      }
+    }
+    if (w === undefined) {
+      this.track(address, { start: t, logged: 1, suppressed: 0 });
+      return { emit: true, suppressed: 0 };
+    }
+    if (w.logged < EVENTS_PER_WINDOW) {
+      w.logged++;
+      return { emit: true, suppressed: 0 };
+    }
+    w.suppressed++;
+    return { emit: false, suppressed: 0 };
+  }
+
+  private track(address: string, w: { start: number; logged: number; suppressed: number }): void {
+    if (this.windows.size >= MAX_TRACKED) {
+      const oldest = this.windows.keys().next();
+      if (oldest.done !== true) this.windows.delete(oldest.value);
+    }
+    this.windows.set(address, w);
+  }
+}
 
 /** The kind of each socket accepted by an extra listener (listeners.ts); the main listener's are `network.listenKind`. */
 const socketKinds = new WeakMap<Socket, ListenerKind>();
@@ -26,6 +74,11 @@ export function installNetworkGuard(app: FastifyInstance, config: Config, bus: E
   const n = config.network;
   const policy = new NetworkPolicy({ publicAccess: n.publicAccess, defaultAction: n.defaultAction, rules: n.rules.map(parseRule) });
   const trusted = new AddressSet(n.trustedProxies.map((t) => parseCidr(t) as Cidr));
+  const anyPublic = n.listenKind === 'public' || n.listeners.some((l) => parseListener(l)?.kind === 'public');
+  if (!anyPublic && (n.rules.length > 0 || n.publicAccess === 'Disabled')) {
+    app.log.warn('network rules are configured but no listener is public (network.listenKind, network.listeners): they apply to nothing');
+  }
+  const events = new DeniedEvents();
   app.addHook('onRequest', (req, _reply, done) => {
     const socket = req.raw.socket;
     const kind = socketKinds.get(socket) ?? n.listenKind;
@@ -38,17 +91,20 @@ export function installNetworkGuard(app: FastifyInstance, config: Config, bus: E
       return;
     }
     const ua = req.headers['user-agent'];
-    bus.emit({
-      type: 'network.denied',
-      time: new Date().toISOString(),
-      repository: '',
-      client: { address, userAgent: typeof ua === 'string' ? ua.slice(0, 512) : '', requestId: req.id },
-      outcome: 'failure',
-      error: 'DENIED',
-      target: `${kind} listener ${socket.localAddress ?? ''}:${socket.localPort ?? ''}`,
-      reason: `network ${verdict.rule}`,
-    });
-    done(registryError('DENIED', `access from ${address} is denied by network ${verdict.rule}`, { detail: { rule: verdict.rule, address } }));
+    const audit = events.admit(address);
+    if (audit.emit) {
+      bus.emit({
+        type: 'network.denied',
+        time: new Date().toISOString(),
+        repository: '',
+        client: { address, userAgent: typeof ua === 'string' ? ua.slice(0, 512) : '', requestId: req.id },
+        outcome: 'failure',
+        error: 'DENIED',
+        target: `${kind} listener ${socket.localAddress ?? ''}:${socket.localPort ?? ''}`,
+        reason: `network ${verdict.rule}${audit.suppressed > 0 ? ` (and ${audit.suppressed} earlier refusals of this address not logged)` : ''}`,
+      });
+    }
+    done(registryError('DENIED', `access from ${address} is denied by network ${verdict.rule}`, { detail: { rule: verdict.rule, address }, headers: { connection: 'close' } }));
   });
   return policy;
 }

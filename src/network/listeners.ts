@@ -2,8 +2,9 @@
  * Listeners beside `listen` (`network.listeners`): each an http.Server of its own, configured like
  * fastify's (timeouts, header limit), handing its requests and parser errors to the same fastify
  * instance. Each socket is marked with its listener's kind for the network guard. They stop
- * accepting when fastify starts closing, and their connections close as they fall idle, as the
- * main server's do (http/server.ts).
+ * accepting when fastify starts closing, their connections close as they fall idle, as the main
+ * server's do (http/server.ts), and fastify's close waits until their last request has finished
+ * (the stores close after it).
  */
 import { createServer, type Server } from 'node:http';
 import type { FastifyInstance } from 'fastify';
@@ -36,15 +37,27 @@ export function prepareListeners(app: FastifyInstance, config: Config): ExtraLis
     server.on('clientError', (err, socket) => app.server.emit('clientError', err, socket));
     servers.push({ server, ...l });
   }
+  const closed: Array<Promise<void>> = [];
   app.addHook('preClose', (done) => {
     for (const { server } of servers) {
       if (!server.listening) continue;
       const sweep = setInterval(() => server.closeIdleConnections(), 100);
       sweep.unref();
-      server.close(() => clearInterval(sweep));
+      closed.push(
+        new Promise<void>((resolve) =>
+          server.close(() => {
+            clearInterval(sweep);
+            resolve();
+          }),
+        ),
+      );
       server.closeIdleConnections();
     }
     done();
+  });
+  // After fastify's own server has closed: wait for the extra listeners' last requests too.
+  app.addHook('onClose', async () => {
+    await Promise.all(closed);
   });
   return {
     listen: async () => {
@@ -56,6 +69,7 @@ export function prepareListeners(app: FastifyInstance, config: Config): ExtraLis
             resolve();
           });
         });
+        server.on('error', (err) => app.log.error({ err, listen: `${host}:${port}` }, 'listener failed'));
         app.log.info({ listen: `${host}:${port}`, kind }, 'listening');
       }
     },

@@ -10,6 +10,13 @@
  * durable itself: it fdatasyncs the WAL file on libuv's thread pool and settles the batch's
  * promises only after that. Frames are appended in commit order, so one sync covers every commit
  * made before it started; syncs are coalesced accordingly.
+ *
+ * A commit is visible to readers before its sync completes. A reader that goes on to write
+ * something depending on what it read, into another database (a data-key record read, then a
+ * manifest or blob link written to the metadata database), calls `durable()` first: the other
+ * file's sync does not cover this one's WAL. A failed sync is fatal: Linux may mark the failed
+ * pages clean, so a later sync would succeed over a hole, and WAL recovery drops every frame after
+ * a bad one. Every later write and `durable()` fails with the sync's error.
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import type Database from 'better-sqlite3';
@@ -28,6 +35,11 @@ export class GroupCommit {
 
   private readonly immediate: boolean;
   private readonly wal: WalSync | undefined;
+  /** commits made, and how many of them are known to be on disk */
+  private committed = 0;
+  private synced = 0;
+  private failure: Error | undefined;
+  private closing = false;
 
   /**
    * @param o.immediate begin the batch with BEGIN IMMEDIATE (take the write lock up front), for a
@@ -39,7 +51,8 @@ export class GroupCommit {
     this.immediate = o.immediate === true;
     if (o.walSync === true) {
       if (db.memory) throw new Error('walSync needs a database file');
-      db.pragma('journal_mode = WAL');
+      const mode = db.pragma('journal_mode = WAL', { simple: true }) as string;
+      if (mode !== 'wal') throw new Error(`${db.name}: cannot switch to WAL (journal_mode is ${mode})`);
       db.pragma('synchronous = NORMAL');
       this.wal = new WalSync(`${db.name}-wal`);
     } else {
@@ -59,6 +72,8 @@ export class GroupCommit {
 
   /** Queue a write for the next group commit; resolves after it is durable. */
   write<T>(run: () => T): Promise<T> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (this.closing) return Promise.reject(new Error('the database is closing'));
     return new Promise<T>((resolve, reject) => {
       if (this.pending.length === 0) setImmediate(() => this.flush());
       this.pending.push({ run, resolve: (v) => resolve(v as T), reject });
@@ -90,15 +105,40 @@ export class GroupCommit {
     }
     // Committed and visible, but acknowledged only once on disk. A failed sync leaves durability
     // unknown: every write of the batch fails, though it may survive.
-    this.wal.sync().then(settle, (error: unknown) => {
+    this.committed++;
+    this.durable().then(settle, (error: unknown) => {
       for (const w of batch) w.reject(error);
     });
   }
 
-  /** Commits what is queued, waits until it is durable, and lets go of the WAL file. */
+  /**
+   * Resolves once every commit made so far is on disk (at once when they already are). Call it
+   * before acting on something read from this database in a write to another one.
+   */
+  durable(): Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (this.wal === undefined || this.synced === this.committed) return Promise.resolve();
+    const target = this.committed;
+    return this.wal.sync().then(
+      () => {
+        this.synced = Math.max(this.synced, target);
+      },
+      (e: unknown) => {
+        this.failure ??= new Error(`the database's WAL could not be synced; refusing further writes: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+        throw this.failure;
+      },
+    );
+  }
+
+  /** Commits what is queued, waits until it is durable, and lets go of the WAL file; later writes are refused. */
   async close(): Promise<void> {
     this.flush();
-    await this.wal?.close();
+    this.closing = true;
+    try {
+      await this.durable();
+    } finally {
+      await this.wal?.close();
+    }
   }
 }
 

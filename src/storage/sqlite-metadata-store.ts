@@ -184,7 +184,10 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async close(): Promise<void> {
-    await this.commits.close();
-    if (this.db.open) this.db.close();
+    try {
+      await this.commits.close();
+    } finally {
+      if (this.db.open) this.db.close();
+    }
   }
 }

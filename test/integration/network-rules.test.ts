@@ -6,11 +6,14 @@
  * `network.denied` audit event with the client address.
  */
 import assert from 'node:assert/strict';
-import { request } from 'node:http';
+import { createHash } from 'node:crypto';
+import { createServer, request } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { freePort, startServer, type RunningServer } from '../testkit/server.js';
+import { OciClient } from '../testkit/oci-client.js';
+import { sleep } from '../testkit/process-probe.js';
 
 interface Answer {
   readonly status: number;
@@ -140,5 +143,57 @@ describe('public network access disabled', () => {
     }
     const p = await get('127.0.0.1', server.port, '127.0.0.8');
     assert.deepEqual([p.status, p.code], [401, 'UNAUTHORIZED'], 'the private listener still serves');
+  });
+});
+
+describe('extra listeners in the process lifecycle', () => {
+  test('SIGTERM lets a request in flight on an extra listener finish before the stores close', { timeout: 120_000 }, async () => {
+    const port = await freePort();
+    const MiB = 1024 * 1024;
+    const SIZE = 16 * MiB;
+    const body = Buffer.alloc(SIZE, 0x5a);
+    const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+    let server = await startServer({ env: { BULWARK_NETWORK_LISTENERS: `private=127.0.0.3:${port}`, BULWARK_HTTP_SHUTDOWN_TIMEOUT_MS: '20000' } });
+    const client = new OciClient(`http://127.0.0.3:${port}`);
+    try {
+      const session = await client.startUpload('net/drain');
+      async function* slowly(): AsyncGenerator<Buffer> {
+        for (let at = 0; at < SIZE; at += MiB) {
+          await sleep(40);
+          yield body.subarray(at, at + MiB);
+        }
+      }
+      const exited = new Promise<number | null>((res) => server.child.once('exit', (code) => res(code)));
+      let answered = false;
+      const put = client.request('PUT', client.withQuery(session, { digest }), { body: slowly(), headers: { 'content-length': SIZE }, timeoutMs: 60_000 }).finally(() => (answered = true));
+      await sleep(200);
+      assert.equal(answered, false, 'the PUT is in flight at SIGTERM');
+      server.child.kill('SIGTERM');
+      const r = await put;
+      assert.equal(r.status, 201, `the PUT on the extra listener completes: ${r.body.toString()}`);
+      assert.equal(await exited, 0, 'the process exits 0 after draining it');
+    } finally {
+      client.close();
+    }
+    server = await startServer({ dataDir: server.dataDir });
+    const again = new OciClient(server.url);
+    try {
+      const pulled = await again.hashBlob('net/drain', digest, 30_000);
+      assert.deepEqual([pulled.status, pulled.digest], [200, digest], 'the blob committed during shutdown is there after a restart');
+    } finally {
+      again.close();
+      await server.dispose();
+    }
+  });
+
+  test('an extra listener that cannot bind stops the start: the process exits non-zero and serves nothing', { timeout: 60_000 }, async () => {
+    const taken = createServer();
+    await new Promise<void>((res) => taken.listen(0, '127.0.0.1', () => res()));
+    const busy = (taken.address() as { port: number }).port;
+    try {
+      await assert.rejects(startServer({ env: { BULWARK_NETWORK_LISTENERS: `public=127.0.0.1:${busy}` } }), /exited during start[\s\S]*EADDRINUSE/);
+    } finally {
+      taken.close();
+    }
   });
 });

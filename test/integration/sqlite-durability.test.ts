@@ -3,7 +3,8 @@
  * (ADR 0008). Watched with strace, a tool nobody here wrote: a child process writes through
  * GroupCommit and prints one line per acknowledged write; the trace must show, before every
  * acknowledgement, an fdatasync of the WAL by a thread other than the main one, after the WAL
- * write holding that commit, and the main thread must never sync the WAL.
+ * write holding that commit, and the main thread must never sync the WAL. A reader that asks
+ * `durable()` about a commit whose sync is still running is answered only after that sync.
  *
  * strace comes from Debian (.ci/run installs it); missing locally it skips, in CI it fails.
  */
@@ -41,6 +42,10 @@ for (let turn = 0; turn < 3; turn++) {
   }
   await Promise.all(acks);
 }
+// A reader of a committed row that is not synced yet: durable() answers only once it is on disk.
+const late = commits.write(() => insert.run(99, 'late'));
+setImmediate(() => void commits.durable().then(() => writeSync(1, 'ACK 99\\n')));
+await late;
 await commits.close();
 db.close();
 `;
@@ -103,7 +108,7 @@ test('every acknowledged write was synced to the WAL first, by a thread-pool thr
   const { calls, main, walFds } = await traced('wal');
   assert.ok(walFds.size > 0, 'the WAL file was opened');
   const acks = calls.filter((c) => c.name === 'write' && c.args.startsWith('1, "ACK '));
-  assert.equal(acks.length, 12, 'every write was acknowledged');
+  assert.equal(acks.length, 13, 'every write, and the durable() of a reader, was acknowledged');
   let lastWalWrite = -1;
   let syncedSince = -1;
   // From the first write to the last acknowledgement: creating the table before and closing the

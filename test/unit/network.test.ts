@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { AddressSet, NetworkPolicy, clientAddress, normalizeAddress, parseCidr, parseRule, ruleProblem, MAX_RULES, type Cidr } from '../../src/network/index.js';
+import { AddressSet, DeniedEvents, NetworkPolicy, clientAddress, normalizeAddress, parseCidr, parseRule, ruleProblem, MAX_RULES, type Cidr } from '../../src/network/index.js';
 import { loadConfig } from '../../src/config/index.js';
 
 const set = (...ranges: string[]): AddressSet => new AddressSet(ranges.map((r) => parseCidr(r) as Cidr));
@@ -16,6 +16,7 @@ describe('addresses and ranges', () => {
     assert.equal(normalizeAddress('::FFFF:10.0.0.1'), '10.0.0.1');
     assert.equal(normalizeAddress('[2001:DB8::1]'), '2001:db8::1');
     assert.equal(normalizeAddress('fe80::1%eth0'), 'fe80::1');
+    assert.equal(normalizeAddress('::ffff:c000:0201'), '192.0.2.1', 'the hexadecimal form of a mapped address');
     for (const bad of ['', 'unknown', '_hidden', '192.0.2.256', '192.0.2', '1.2.3.4:80', 'example.com', '::g']) assert.equal(normalizeAddress(bad), undefined, bad);
   });
 
@@ -36,6 +37,11 @@ describe('addresses and ranges', () => {
     assert.deepEqual(['2001:db8:0:ffff:ffff:ffff:ffff:ffff', '2001:db8:1::', '2001:db8:1:ffff:ffff:ffff:ffff:ffff', '2001:db8:2::'].map((a) => v6.has(a)), [false, true, true, false]);
     assert.equal(set('0.0.0.0/0').has('2001:db8::1'), false, 'an IPv4 range holds no IPv6 address');
     assert.equal(set('::/0').has('2001:db8::1'), true);
+    for (const v4 of ['192.0.2.1', '::ffff:192.0.2.1', '::ffff:c000:201']) {
+      for (const range of ['::/0', '::/8', '::ffff:0:0/95']) assert.equal(set(range).has(v4), false, `${range} holds no IPv4 address (${v4})`);
+      assert.equal(set('::ffff:192.0.2.0/120').has(v4), true, `the IPv4-mapped range ::ffff:192.0.2.0/120 is 192.0.2.0/24 (${v4})`);
+    }
+    assert.deepEqual(parseCidr('::ffff:0:0/96'), { address: '0.0.0.0', prefix: 0, family: 'ipv4' }, 'the whole mapped block is every IPv4 address');
     assert.equal(set('10.0.0.0/8').has('unknown'), false);
   });
 });
@@ -104,6 +110,8 @@ describe('the client address through proxies', () => {
     assert.equal(xff('10.0.0.1', '192.0.2.1, garbage, 10.0.0.2'), undefined, 'the walk stops at the first hop it cannot trust');
     const long = Array.from({ length: 40 }, () => '10.0.0.2').join(', ');
     assert.equal(xff('10.0.0.1', long), undefined, 'an endless chain of proxies is not believed');
+    assert.equal(xff('10.0.0.1', '192.0.2.1:51234'), '192.0.2.1', 'a port after the address (as Azure Application Gateway writes) is dropped');
+    assert.equal(xff('10.0.0.1', '[2001:db8::7]:443'), '2001:db8::7');
     const lines = clientAddress('10.0.0.1', { 'x-forwarded-for': ['192.0.2.1', '10.0.0.2'] }, proxies, 'x-forwarded-for');
     assert.equal(lines.address, '192.0.2.1', 'repeated header lines are one list');
   });
@@ -114,7 +122,21 @@ describe('the client address through proxies', () => {
     assert.equal(fwd('for="[2001:db8:cafe::17]:4711"'), '2001:db8:cafe::17');
     assert.equal(fwd('for=192.0.2.43:8080, for=10.0.0.2'), '192.0.2.43');
     assert.equal(fwd('For=198.51.100.17;by=10.0.0.2, for="_hidden"'), undefined, 'an obfuscated node is no address');
-    assert.equal(fwd('proto=https'), '10.0.0.1', 'no for=: the proxy itself');
+    assert.equal(fwd('proto=https'), undefined, 'an element without for= is a hop that did not say: no address');
+    assert.equal(fwd('for=10.0.0.9, proto=https;by=10.0.0.2'), undefined, 'a client-written for= left of a silent hop is not the client');
     assert.equal(clientAddress('10.0.0.1', { forwarded: 'for=192.0.2.60', 'x-forwarded-for': '203.0.113.66' }, proxies, 'x-forwarded-for').address, '203.0.113.66', 'Forwarded is ignored when the proxies write X-Forwarded-For');
+  });
+});
+
+describe('refusal events', () => {
+  test('at most 10 per address a minute; the first event of the next window counts the ones not logged', () => {
+    let now = 0;
+    const events = new DeniedEvents(() => now);
+    const first = Array.from({ length: 25 }, () => events.admit('192.0.2.1'));
+    assert.equal(first.filter((a) => a.emit).length, 10);
+    assert.deepEqual(events.admit('198.51.100.1'), { emit: true, suppressed: 0 }, 'other addresses have windows of their own');
+    now = 60_000;
+    assert.deepEqual(events.admit('192.0.2.1'), { emit: true, suppressed: 15 });
+    assert.deepEqual(events.admit('192.0.2.1'), { emit: true, suppressed: 0 });
   });
 });
