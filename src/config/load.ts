@@ -124,6 +124,10 @@ export function loadConfig(sources: LoadSources = {}): Config {
   if (!/^[0-9A-Za-z-]{1,127}(\/[0-9A-Za-z._-]{1,128})?$/.test(key)) problems.push('encryption.key (BULWARK_ENCRYPTION_KEY): expected <name> or <name>/<version> (letters, digits and dashes)');
   if (problems.length > 0) throw new ConfigError(problems);
   const listen = out.listen as { host: string; port: number };
+  // Headers that name the registry (Location, Link) are absolute on a configured external URL;
+  // on the one derived from `listen` they stay relative, which the spec allows and which a
+  // client resolves against the address it actually used.
+  out.urlBase = out.externalUrl;
   if (out.externalUrl === '') out.externalUrl = `http://${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`;
   else if (!/^https?:\/\/[^/?#]+$/.test(out.externalUrl as string)) throw new ConfigError([`externalUrl (BULWARK_EXTERNAL_URL): must be http(s)://host[:port] without a path`]);
   return deepFreeze(out) as unknown as Config;

@@ -73,7 +73,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'http.maxHeaderBytes', env: 'BULWARK_HTTP_MAX_HEADER_BYTES', type: 'integer', min: 1024, max: 1024 * 1024, default: 16384, doc: 'Largest request header block; larger gets 431.' },
   { key: 'http.shutdownTimeoutMs', env: 'BULWARK_HTTP_SHUTDOWN_TIMEOUT_MS', type: 'integer', min: 0, max: 600000, default: 30000, doc: 'On SIGTERM/SIGINT, how long in-flight requests may take to finish before the process exits anyway.' },
   { key: 'audit.file', env: 'BULWARK_AUDIT_FILE', type: 'string', default: '${dataDir}/audit.log', doc: 'JSON-lines audit log of every registry operation; empty string disables it.' },
-  { key: 'externalUrl', env: 'BULWARK_EXTERNAL_URL', flag: '--external-url', type: 'string', default: '', doc: 'The URL clients reach the registry at (e.g. `https://registry.example.com`); the token realm and issuer derive from it. Empty: `http://<listen>`.' },
+  { key: 'externalUrl', env: 'BULWARK_EXTERNAL_URL', flag: '--external-url', type: 'string', default: '', doc: 'The URL clients reach the registry at (e.g. `https://registry.example.com`, a custom domain); the token realm and issuer derive from it, and when it is set, `Location` and `Link` headers are absolute URLs on it (so nothing in front of Bulwark needs to rewrite them). Empty: `http://<listen>` for the realm, relative `Location` and `Link`.' },
   { key: 'auth.enabled', env: 'BULWARK_AUTH_ENABLED', type: 'boolean', default: true, doc: 'Require an identity for every request (token authentication). `false` serves everything to everyone and logs a warning at every start: for isolated tests and benchmarks only.' },
   { key: 'auth.service', env: 'BULWARK_AUTH_SERVICE', type: 'string', default: 'bulwark', doc: 'The `service` of the token flow: the audience of the tokens this registry issues and accepts.' },
   { key: 'auth.accessTokenSeconds', env: 'BULWARK_AUTH_ACCESS_TOKEN_SECONDS', type: 'integer', min: 30, max: 3600, default: 300, doc: 'Lifetime of an access token. Nothing a token grants outlives a revocation by more than this.' },
@@ -130,6 +130,8 @@ export interface Config {
   };
   readonly audit: { readonly file: string };
   readonly externalUrl: string;
+  /** `externalUrl` when it was configured, else '': the prefix of Location and Link headers */
+  readonly urlBase: string;
   readonly auth: {
     readonly enabled: boolean;
     readonly service: string;

@@ -85,15 +85,15 @@ export function requestedRange(header: string | undefined, size: number): ByteRa
   return end < start ? undefined : { start, end };
 }
 
-export function uploadLocation(name: string, id: string): string {
-  return `/v2/${name}/blobs/uploads/${id}`;
+export function uploadLocation(base: string, name: string, id: string): string {
+  return `${base}/v2/${name}/blobs/uploads/${id}`;
 }
 
 /** Headers every upload-session response carries (spec: Location, Range, Docker-Upload-UUID). */
-export function sendUploadState(reply: FastifyReply, name: string, id: string, size: number, status: number): void {
+export function sendUploadState(reply: FastifyReply, base: string, name: string, id: string, size: number, status: number): void {
   void reply
     .code(status)
-    .header('Location', uploadLocation(name, id))
+    .header('Location', uploadLocation(base, name, id))
     .header('Range', `0-${Math.max(0, size - 1)}`)
     .header('Docker-Upload-UUID', id)
     .header('Content-Length', '0')
@@ -101,10 +101,10 @@ export function sendUploadState(reply: FastifyReply, name: string, id: string, s
 }
 
 /** A Link header for the next page (RFC 8288), as the spec's tags and catalog pagination use. */
-export function nextLink(path: string, params: Record<string, string | undefined>): string {
+export function nextLink(base: string, path: string, params: Record<string, string | undefined>): string {
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(params)) if (v !== undefined) q.set(k, v);
-  return `<${path}?${q.toString()}>; rel="next"`;
+  return `<${base}${path}?${q.toString()}>; rel="next"`;
 }
 
 /**

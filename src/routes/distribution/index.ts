@@ -9,7 +9,10 @@ import { manifestRoutes } from './manifests.js';
 import { registerDistribution } from './router.js';
 import { uploadSessionRoutes, uploadStartRoutes } from './uploads.js';
 
-/** Mount the OCI Distribution API (v1.1) under /v2. */
+/**
+ * Mount the OCI Distribution API (v1.1) under /v2. `config.urlBase` prefixes the Location and
+ * Link headers: the configured external URL, or nothing (relative).
+ */
 export function distributionRoutes(app: FastifyInstance, registry: Registry, config: Config, auth: AuthService | undefined): void {
   const apiBase = async (_req: unknown, reply: FastifyReply): Promise<void> => {
     void reply.code(200).header('Content-Type', 'application/json').send('{}');
@@ -17,12 +20,12 @@ export function distributionRoutes(app: FastifyInstance, registry: Registry, con
   const gate = auth === undefined ? undefined : new AccessGate(auth, config.externalUrl);
   registerDistribution(app, {
     base: { GET: apiBase, HEAD: apiBase },
-    catalog: catalogRoutes(registry, auth),
-    uploadStart: uploadStartRoutes(registry, config.uploads.chunkMinLength, auth),
-    uploadSession: uploadSessionRoutes(registry),
+    catalog: catalogRoutes(registry, auth, config.urlBase),
+    uploadStart: uploadStartRoutes(registry, config.uploads.chunkMinLength, auth, config.urlBase),
+    uploadSession: uploadSessionRoutes(registry, config.urlBase),
     blob: blobRoutes(registry),
-    manifest: manifestRoutes(registry, config.limits.manifestMaxBytes),
-    tags: tagsRoutes(registry),
-    referrers: referrersRoutes(registry),
+    manifest: manifestRoutes(registry, config.limits.manifestMaxBytes, config.urlBase),
+    tags: tagsRoutes(registry, config.urlBase),
+    referrers: referrersRoutes(registry, config.urlBase),
   }, gate === undefined ? undefined : (req, resource, method, params) => gate.check(req, needOf(resource, method, params)));
 }

@@ -7,19 +7,19 @@ import type { ResourceHandlers } from './router.js';
 import type { AuthService } from '../../auth/index.js';
 import { claimsOf } from './access-gate.js';
 
-export function tagsRoutes(registry: Registry): ResourceHandlers<{ name: string }> {
+export function tagsRoutes(registry: Registry, base: string): ResourceHandlers<{ name: string }> {
   return {
     GET: async (req, reply, { name }) => {
       const q = query(req);
       const n = pageSize(q);
       const page = await registry.listing.tags(name, n, single(q, 'last'));
-      if (page.next !== undefined) void reply.header('Link', nextLink(`/v2/${name}/tags/list`, { n: String(n ?? page.items.length), last: page.next }));
+      if (page.next !== undefined) void reply.header('Link', nextLink(base, `/v2/${name}/tags/list`, { n: String(n ?? page.items.length), last: page.next }));
       void reply.code(200).header('Content-Type', 'application/json').send(JSON.stringify({ name, tags: page.items }));
     },
   };
 }
 
-export function catalogRoutes(registry: Registry, auth: AuthService | undefined): ResourceHandlers<Record<string, never>> {
+export function catalogRoutes(registry: Registry, auth: AuthService | undefined, base: string): ResourceHandlers<Record<string, never>> {
   return {
     GET: async (req, reply) => {
       const q = query(req);
@@ -28,13 +28,13 @@ export function catalogRoutes(registry: Registry, auth: AuthService | undefined)
       const claims = claimsOf(req);
       const visible = auth === undefined || claims === undefined ? undefined : await auth.policy.visibility({ principal: claims.sub, clientAddress: clientAddressOf(req), amr: claims.amr, now: Date.now() });
       const page = await registry.listing.catalog(n, single(q, 'last'), visible);
-      if (page.next !== undefined) void reply.header('Link', nextLink('/v2/_catalog', { n: String(n ?? page.items.length), last: page.next }));
+      if (page.next !== undefined) void reply.header('Link', nextLink(base, '/v2/_catalog', { n: String(n ?? page.items.length), last: page.next }));
       void reply.code(200).header('Content-Type', 'application/json').send(JSON.stringify({ repositories: page.items }));
     },
   };
 }
 
-export function referrersRoutes(registry: Registry): ResourceHandlers<{ name: string; digest: string }> {
+export function referrersRoutes(registry: Registry, base: string): ResourceHandlers<{ name: string; digest: string }> {
   return {
     GET: async (req, reply, { name, digest }) => {
       const subject = parseDigest(digest);
@@ -46,7 +46,7 @@ export function referrersRoutes(registry: Registry): ResourceHandlers<{ name: st
       const page = await registry.listing.referrers(name, subject, artifactType, last, n);
       if (artifactType !== undefined) void reply.header('OCI-Filters-Applied', 'artifactType');
       if (page.next !== undefined) {
-        void reply.header('Link', nextLink(`/v2/${name}/referrers/${subject}`, { artifactType, n: n === undefined ? undefined : String(n), last: page.next }));
+        void reply.header('Link', nextLink(base, `/v2/${name}/referrers/${subject}`, { artifactType, n: n === undefined ? undefined : String(n), last: page.next }));
       }
       const index = { schemaVersion: 2, mediaType: REFERRERS_MEDIA_TYPE, manifests: page.items };
       // A Buffer, not a string: fastify would append "; charset=utf-8" to a string's Content-Type,

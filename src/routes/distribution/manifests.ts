@@ -35,7 +35,7 @@ function headers(reply: FastifyReply, record: ManifestRecord): FastifyReply {
   });
 }
 
-export function manifestRoutes(registry: Registry, manifestMaxBytes: number): ResourceHandlers<{ name: string; reference: string }> {
+export function manifestRoutes(registry: Registry, manifestMaxBytes: number, base: string): ResourceHandlers<{ name: string; reference: string }> {
   const svc: ManifestService = registry.manifests;
   return {
     HEAD: async (req, reply, { name, reference }) => {
@@ -51,7 +51,7 @@ export function manifestRoutes(registry: Registry, manifestMaxBytes: number): Re
     PUT: async (req, reply, { name, reference }) => {
       const body = await readBounded(req.raw, manifestMaxBytes);
       const { digest, subject } = await svc.put(opContext(req), name, reference, body, req.headers['content-type']);
-      void reply.code(201).header('Location', `/v2/${name}/manifests/${digest}`).header('Docker-Content-Digest', digest).header('Content-Length', '0');
+      void reply.code(201).header('Location', `${base}/v2/${name}/manifests/${digest}`).header('Docker-Content-Digest', digest).header('Content-Length', '0');
       if (subject !== undefined) void reply.header('OCI-Subject', subject);
       void reply.send();
     },

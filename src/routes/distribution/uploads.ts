@@ -34,11 +34,11 @@ function appendRequest(req: FastifyRequest, chunked: boolean): AppendRequest {
   };
 }
 
-function blobCreated(reply: FastifyReply, name: string, digest: Digest): void {
-  void reply.code(201).header('Location', `/v2/${name}/blobs/${digest}`).header('Docker-Content-Digest', digest).header('Content-Length', '0').send();
+function blobCreated(reply: FastifyReply, base: string, name: string, digest: Digest): void {
+  void reply.code(201).header('Location', `${base}/v2/${name}/blobs/${digest}`).header('Docker-Content-Digest', digest).header('Content-Length', '0').send();
 }
 
-export function uploadStartRoutes(registry: Registry, chunkMinLength: number, auth: AuthService | undefined): ResourceHandlers<{ name: string }> {
+export function uploadStartRoutes(registry: Registry, chunkMinLength: number, auth: AuthService | undefined, base: string): ResourceHandlers<{ name: string }> {
   return {
     POST: async (req, reply, { name }) => {
       const q = query(req);
@@ -53,7 +53,7 @@ export function uploadStartRoutes(registry: Registry, chunkMinLength: number, au
         const mayRead = readable(auth, req);
         const mounted = from === undefined || mayRead === undefined || (await mayRead(from)) ? await registry.blobs.mount(ctx, name, mount, from, mayRead) : undefined;
         if (mounted !== undefined) {
-          blobCreated(reply, name, mounted.digest);
+          blobCreated(reply, base, name, mounted.digest);
           return;
         }
       }
@@ -66,17 +66,17 @@ export function uploadStartRoutes(registry: Registry, chunkMinLength: number, au
           await registry.blobs.discard(session.id);
           throw e;
         }
-        blobCreated(reply, name, digest);
+        blobCreated(reply, base, name, digest);
         return;
       }
       if (hasBody(req.raw)) req.raw.resume();
       if (chunkMinLength > 0) void reply.header('OCI-Chunk-Min-Length', String(chunkMinLength));
-      sendUploadState(reply, name, session.id, 0, 202);
+      sendUploadState(reply, base, name, session.id, 0, 202);
     },
   };
 }
 
-export function uploadSessionRoutes(registry: Registry): ResourceHandlers<{ name: string; id: string }> {
+export function uploadSessionRoutes(registry: Registry, base: string): ResourceHandlers<{ name: string; id: string }> {
   const checkId = (id: string): void => {
     if (!isUploadId(id)) throw registryError('BLOB_UPLOAD_UNKNOWN', undefined, { detail: { id: id.slice(0, 100) } });
   };
@@ -84,12 +84,12 @@ export function uploadSessionRoutes(registry: Registry): ResourceHandlers<{ name
     GET: async (_req, reply, { name, id }) => {
       checkId(id);
       const u = await registry.blobs.upload(name, id);
-      sendUploadState(reply, name, id, u.size, 204);
+      sendUploadState(reply, base, name, id, u.size, 204);
     },
     PATCH: async (req, reply, { name, id }) => {
       checkId(id);
       const size = await registry.blobs.append(name, id, appendRequest(req, true));
-      sendUploadState(reply, name, id, size, 202);
+      sendUploadState(reply, base, name, id, size, 202);
     },
     PUT: async (req, reply, { name, id }) => {
       checkId(id);
@@ -97,7 +97,7 @@ export function uploadSessionRoutes(registry: Registry): ResourceHandlers<{ name
       if (digest === undefined) throw registryError('DIGEST_INVALID', 'the digest query parameter is required to complete an upload');
       const last = hasBody(req.raw) ? appendRequest(req, true) : undefined;
       await registry.blobs.finish(opContext(req), name, id, digest, last);
-      blobCreated(reply, name, digest);
+      blobCreated(reply, base, name, digest);
     },
     DELETE: async (req, reply, { name, id }) => {
       checkId(id);
