@@ -14,7 +14,7 @@ import { adminRoutes, distributionRoutes, oauthRoutes } from './routes/index.js'
 import { createBlobStore, createMetadataStore, type BlobStore, type MetadataStore } from './storage/index.js';
 import { Rotator, assertNotEncrypted, createEncryption, keyVaultAudit, type Encryption } from './encryption/index.js';
 import type { KeyVault } from './keyvault/index.js';
-import { installNetworkGuard, prepareListeners } from './network/index.js';
+import { TlsReloader, installNetworkGuard, prepareListeners, readTlsFiles, serverTlsOptions, type SecureServer } from './network/index.js';
 
 export interface App {
   readonly http: FastifyInstance;
@@ -71,11 +71,20 @@ async function writeBootstrapFile(dataDir: string, creds: { username: string; pa
 export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App> {
   // A new data folder is the registry's alone (keys, hashes, content): owner-only.
   if (config.storage.blobDriver === 'filesystem' || config.storage.metadataDriver === 'sqlite') await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
-  const http = createHttpServer(config);
+  const tlsFiles = readTlsFiles(config);
+  const tls = tlsFiles === undefined ? undefined : serverTlsOptions(tlsFiles);
+  const http = createHttpServer(config, tls);
   const bus = new EventBus((err, e) => http.log.error({ err, event: e.type }, 'failed to deliver event'));
   // Network rules come first: before authentication and before any route (network/).
   installNetworkGuard(http, config, bus);
-  const extraListeners = prepareListeners(http, config);
+  const extraListeners = prepareListeners(http, config, tls);
+  const tlsReloader = tlsFiles === undefined ? undefined : new TlsReloader(config, tlsFiles, http.log);
+  if (tlsReloader !== undefined) {
+    tlsReloader.add(http.server as unknown as SecureServer);
+    for (const s of extraListeners.servers) tlsReloader.add(s as unknown as SecureServer);
+  } else if (config.network.allowPlainHttp) {
+    http.log.warn('TLS is off and network.allowPlainHttp=true: plain HTTP may be served beyond loopback. Only behind a TLS-terminating proxy.');
+  }
   const plainBlobs = deps.blobs ?? (await createBlobStore(config.storage.blobDriver, config.dataDir));
   let encryption: Encryption | undefined;
   if (config.encryption.enabled) {
@@ -186,6 +195,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
       clearInterval(upkeep);
       clearInterval(expiry);
       clearInterval(rotationCheck);
+      tlsReloader?.close();
       await http.close();
       await rotator?.stop();
       await audit?.close();

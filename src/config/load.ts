@@ -4,7 +4,15 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { OPTIONS, parseAddress, type Config, type OptionSpec } from './schema.js';
+import { isIP } from 'node:net';
+import { OPTIONS, parseAddress, parseListener, type Config, type OptionSpec } from './schema.js';
+
+/** 127.0.0.0/8, ::1 and localhost: the only addresses plain HTTP may listen on by default. */
+function isLoopbackHost(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  return host === '::1' || /^(0{0,4}:){7}0{0,3}1$/.test(host) || /^::ffff:127\./i.test(host);
+}
 
 export class ConfigError extends Error {
   readonly code = 'CONFIG_INVALID';
@@ -124,11 +132,25 @@ export function loadConfig(sources: LoadSources = {}): Config {
   if (!/^[0-9A-Za-z-]{1,127}(\/[0-9A-Za-z._-]{1,128})?$/.test(key)) problems.push('encryption.key (BULWARK_ENCRYPTION_KEY): expected <name> or <name>/<version> (letters, digits and dashes)');
   if (problems.length > 0) throw new ConfigError(problems);
   const listen = out.listen as { host: string; port: number };
+  const tlsOpts = out.tls as { certFile: string; keyFile: string };
+  const tls = tlsOpts.certFile !== '' || tlsOpts.keyFile !== '';
+  if (tls && (tlsOpts.certFile === '' || tlsOpts.keyFile === '')) problems.push('tls.certFile and tls.keyFile (BULWARK_TLS_CERT_FILE, BULWARK_TLS_KEY_FILE): give both, or neither');
+  if (tls) {
+    tlsOpts.certFile = resolve(tlsOpts.certFile);
+    tlsOpts.keyFile = resolve(tlsOpts.keyFile);
+  }
+  const network = out.network as { allowPlainHttp: boolean; listeners: string[] };
+  if (!tls && !network.allowPlainHttp) {
+    const hosts = [listen.host, ...network.listeners.map((l) => parseListener(l)?.host ?? '')];
+    const exposed = hosts.filter((h) => !isLoopbackHost(h));
+    if (exposed.length > 0) problems.push(`listen, network.listeners: plain HTTP on ${exposed.join(', ')}, which is not loopback: configure tls.certFile and tls.keyFile, or set network.allowPlainHttp=true (BULWARK_NETWORK_ALLOW_PLAIN_HTTP) behind a TLS-terminating proxy`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
   // Headers that name the registry (Location, Link) are absolute on a configured external URL;
   // on the one derived from `listen` they stay relative, which the spec allows and which a
   // client resolves against the address it actually used.
   out.urlBase = out.externalUrl;
-  if (out.externalUrl === '') out.externalUrl = `http://${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`;
+  if (out.externalUrl === '') out.externalUrl = `${tls ? 'https' : 'http'}://${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`;
   else if (!/^https?:\/\/[^/?#]+$/.test(out.externalUrl as string)) throw new ConfigError([`externalUrl (BULWARK_EXTERNAL_URL): must be http(s)://host[:port] without a path`]);
   return deepFreeze(out) as unknown as Config;
 }

@@ -105,6 +105,10 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'encryption.pkcs11.stateDir', env: 'BULWARK_ENCRYPTION_PKCS11_STATE_DIR', type: 'string', default: '${dataDir}/hsm-state', doc: 'Folder of the HSM vault\'s key metadata (versions, soft delete), signed by a key on the token.' },
   { key: 'encryption.pkcs11.allowRawRsa', env: 'BULWARK_ENCRYPTION_PKCS11_ALLOW_RAW_RSA', type: 'boolean', default: false, doc: 'For tokens without RSA-OAEP-256 (SoftHSM2 2.6): the token does raw RSA and the host does OAEP padding. The private key then also allows raw RSA.' },
   { key: 'encryption.azure.vaultUrl', env: 'BULWARK_ENCRYPTION_AZURE_VAULT_URL', type: 'string', default: '', doc: 'Azure Key Vault URL (`encryption.vault=azure`), `https://<name>.vault.azure.net`; credentials from the environment, workload identity or managed identity. Not tested against Azure itself (docs/keyvault-azure.md).' },
+  { key: 'tls.certFile', env: 'BULWARK_TLS_CERT_FILE', type: 'string', default: '', doc: 'PEM certificate chain of the HTTPS listeners. With `tls.keyFile`, every listener (`listen` and `network.listeners`) serves HTTPS only, TLS 1.2 or newer. Re-read when it changes, without a restart (`tls.reloadCheckSeconds`).' },
+  { key: 'tls.keyFile', env: 'BULWARK_TLS_KEY_FILE', type: 'string', default: '', doc: 'PEM private key matching `tls.certFile` (keep it mode 0600).' },
+  { key: 'tls.reloadCheckSeconds', env: 'BULWARK_TLS_RELOAD_CHECK_SECONDS', type: 'integer', min: 1, max: 3600, default: 30, doc: 'How often the certificate and key files are checked for a change; a changed pair that loads is used for new connections, one that does not is logged and ignored.' },
+  { key: 'network.allowPlainHttp', env: 'BULWARK_NETWORK_ALLOW_PLAIN_HTTP', type: 'boolean', default: false, doc: 'Without TLS, Bulwark listens only on loopback addresses and refuses to start otherwise. `true` allows plain HTTP on any address (behind a TLS-terminating proxy on the same host or network) and logs a warning at every start.' },
   { key: 'network.listenKind', env: 'BULWARK_NETWORK_LISTEN_KIND', type: 'enum', values: ['private', 'public'], default: 'private', doc: 'What the `listen` address is: `private` (like a private endpoint: open to its network, network rules do not apply) or `public` (the network rules apply). The default listens on loopback.' },
   { key: 'network.listeners', env: 'BULWARK_NETWORK_LISTENERS', type: 'list', default: '', doc: 'More addresses to serve on, beside `listen`: comma-separated `private=<host:port>` or `public=<host:port>` (IPv6 as `public=[::]:5443`).', item: (v) => (parseListener(v) === undefined ? 'expected private=<host:port> or public=<host:port>' : undefined) },
   { key: 'network.publicAccess', env: 'BULWARK_NETWORK_PUBLIC_ACCESS', type: 'enum', values: ['Enabled', 'Disabled'], default: 'Enabled', doc: '`Disabled` refuses every request that arrives on a public listener (403 `DENIED`), whatever the rules say; private listeners still serve.' },
@@ -157,7 +161,9 @@ export interface Config {
     readonly pkcs11: { readonly module: string; readonly token: string; readonly pinEnv: string; readonly pinFile: string; readonly stateDir: string; readonly allowRawRsa: boolean };
     readonly azure: { readonly vaultUrl: string };
   };
+  readonly tls: { readonly certFile: string; readonly keyFile: string; readonly reloadCheckSeconds: number };
   readonly network: {
+    readonly allowPlainHttp: boolean;
     readonly listenKind: 'private' | 'public';
     readonly listeners: readonly string[];
     readonly publicAccess: 'Enabled' | 'Disabled';

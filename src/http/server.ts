@@ -4,11 +4,14 @@
  */
 import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import type { SecureContextOptions } from 'node:tls';
 import type { Config } from '../config/index.js';
 import { handleClientError, handleError, envelope } from './error-handler.js';
 
-export function createHttpServer(config: Config): FastifyInstance {
+/** `tls`: serve HTTPS with these options (network/tls.ts) instead of plain HTTP. */
+export function createHttpServer(config: Config, tls?: SecureContextOptions): FastifyInstance {
   const app = Fastify({
+    ...(tls !== undefined ? { https: tls } : {}),
     logger: config.log.level === 'silent' ? false : { level: config.log.level },
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => randomUUID(),

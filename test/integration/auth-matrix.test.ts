@@ -348,7 +348,7 @@ describe('authorization matrix', () => {
       const first = await t.req('GET', '/v2/_catalog?n=1', { headers: bearer(token) });
       assert.equal(first.statusCode, 200);
       assert.deepEqual(first.json(), { repositories: ['team-a/app'] });
-      assert.equal(header(first, 'link'), '</v2/_catalog?n=1&last=team-a%2Fapp>; rel="next"');
+      assert.equal(header(first, 'link'), `<${EXTERNAL_URL}/v2/_catalog?n=1&last=team-a%2Fapp>; rel="next"`, 'absolute on the configured external URL');
       const second = await t.req('GET', '/v2/_catalog?n=1&last=team-a%2Fapp', { headers: bearer(token) });
       assert.deepEqual(second.json(), { repositories: ['team-a/src'] });
       assert.equal(header(second, 'link'), undefined);

@@ -2,6 +2,7 @@
  * Start the *built* Bulwark server (dist/cli/main.js) on a loopback port, as a user would
  * with `bulwark serve`. Used by e2e tests, crash tests and the benchmark.
  */
+import { request as httpsRequest } from 'node:https';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -51,6 +52,8 @@ export interface StartOptions {
   verbose?: boolean;
   /** run with authentication (the default configuration); protocol and storage tests run without */
   auth?: boolean;
+  /** the server serves HTTPS (tls.certFile): wait for it with a TLS handshake trusting this CA */
+  httpsCa?: Buffer;
 }
 
 export async function startServer(opts: StartOptions = {}): Promise<RunningServer> {
@@ -66,7 +69,21 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
-  return supervise(child, { name: 'bulwark', host, port, dataDir, verbose: opts.verbose === true, removeDataDir: ownsDir });
+  return supervise(child, { name: 'bulwark', host, port, dataDir, verbose: opts.verbose === true, removeDataDir: ownsDir, ...(opts.httpsCa !== undefined ? { httpsCa: opts.httpsCa } : {}) });
+}
+
+/** Any answer to GET /v2/ over HTTPS, trusting `ca` (the certificate must name 127.0.0.1 or localhost). */
+function httpsAnswers(host: string, ca: Buffer): Promise<void> {
+  const [hostname = '', port = ''] = [host.slice(0, host.lastIndexOf(':')), host.slice(host.lastIndexOf(':') + 1)];
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest({ host: hostname, port: Number(port), path: '/v2/', ca, agent: false, timeout: 2_000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve());
+    });
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 export interface Credentials {
@@ -99,7 +116,7 @@ export async function bootstrapCredentials(dataDir: string): Promise<Credentials
  */
 export async function supervise(
   child: ChildProcess,
-  o: { name: string; host: string; port: number; dataDir: string; verbose: boolean; removeDataDir: boolean },
+  o: { name: string; host: string; port: number; dataDir: string; verbose: boolean; removeDataDir: boolean; httpsCa?: Buffer },
 ): Promise<RunningServer> {
   let output = '';
   const collect = (b: Buffer): void => {
@@ -116,8 +133,8 @@ export async function supervise(
       throw new Error(`${o.name} exited during start (code ${String(child.exitCode)}):\n${output}`);
     }
     try {
-      const r = await fetch(`http://${o.host}/v2/`);
-      await r.arrayBuffer();
+      if (o.httpsCa !== undefined) await httpsAnswers(o.host, o.httpsCa);
+      else await (await fetch(`http://${o.host}/v2/`)).arrayBuffer();
       break;
     } catch {
       if (Date.now() > deadline) {
@@ -133,7 +150,7 @@ export async function supervise(
     await exited;
   };
   return {
-    url: `http://${o.host}`,
+    url: `${o.httpsCa !== undefined ? 'https' : 'http'}://${o.host}`,
     host: o.host,
     port: o.port,
     dataDir: o.dataDir,

@@ -102,7 +102,11 @@ describe('loadConfig', () => {
     for (const bad of ['localhost', ':5000', '127.0.0.1:65536', '127.0.0.1:-1', '::1:5000', 'a b:80']) {
       assert.equal(problemsOf(() => loadConfig({ env: { BULWARK_LISTEN: bad } })).length, 1, bad);
     }
-    assert.deepEqual(loadConfig({ env: { BULWARK_LISTEN: 'registry.internal:443' } }).listen, { host: 'registry.internal', port: 443 });
+    assert.deepEqual(loadConfig({ env: { BULWARK_LISTEN: 'registry.internal:443', BULWARK_NETWORK_ALLOW_PLAIN_HTTP: 'true' } }).listen, { host: 'registry.internal', port: 443 });
+    // plain HTTP beyond loopback needs TLS or the explicit allowance (ADR 0010)
+    assert.match(problemsOf(() => loadConfig({ env: { BULWARK_LISTEN: 'registry.internal:443' } })).join('\n'), /plain HTTP on registry\.internal/);
+    assert.equal(loadConfig({ env: { BULWARK_LISTEN: 'registry.internal:443', BULWARK_TLS_CERT_FILE: '/x.crt', BULWARK_TLS_KEY_FILE: '/x.key' } }).externalUrl, 'https://registry.internal:443');
+    assert.match(problemsOf(() => loadConfig({ env: { BULWARK_TLS_CERT_FILE: '/x.crt' } })).join('\n'), /give both, or neither/);
   });
 
   test('integers outside their range or with trailing text are rejected', () => {
