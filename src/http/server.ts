@@ -8,6 +8,15 @@ import type { SecureContextOptions } from 'node:tls';
 import type { Config } from '../config/index.js';
 import { handleClientError, handleError, envelope } from './error-handler.js';
 
+/**
+ * How often node sweeps connections to enforce `headersTimeout`: by default every 30 s, which
+ * would let a slow-loris client hold a socket 30 s whatever the configured timeout. Also used by
+ * the extra listeners (network/listeners.ts).
+ */
+export function connectionsCheckingIntervalMs(config: Config): number {
+  return Math.max(50, Math.min(1000, Math.floor(config.http.headersTimeoutMs / 4)));
+}
+
 /** `tls`: serve HTTPS with these options (network/tls.ts) instead of plain HTTP. */
 export function createHttpServer(config: Config, tls?: SecureContextOptions): FastifyInstance {
   const app = Fastify({
@@ -22,9 +31,7 @@ export function createHttpServer(config: Config, tls?: SecureContextOptions): Fa
     http: {
       headersTimeout: config.http.headersTimeoutMs,
       maxHeaderSize: config.http.maxHeaderBytes,
-      // node enforces headersTimeout only when it sweeps connections (default every 30 s), which
-      // would let a slow-loris client hold a socket 30 s whatever the configured timeout.
-      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(config.http.headersTimeoutMs / 4))),
+      connectionsCheckingInterval: connectionsCheckingIntervalMs(config),
     },
     // Parser-level and routing-level errors get the OCI envelope too, not fastify's own JSON.
     clientErrorHandler: handleClientError,

@@ -12,6 +12,7 @@ import type { Socket } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
 import { parseListener, type Config } from '../config/index.js';
+import { connectionsCheckingIntervalMs } from '../http/index.js';
 import { markSocket } from './guard.js';
 
 export interface ExtraListeners {
@@ -32,7 +33,7 @@ export function prepareListeners(app: FastifyInstance, config: Config, tls?: Sec
       headersTimeout: config.http.headersTimeoutMs,
       requestTimeout: 0,
       keepAliveTimeout: config.http.keepAliveTimeoutMs,
-      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(config.http.headersTimeoutMs / 4))),
+      connectionsCheckingInterval: connectionsCheckingIntervalMs(config),
     };
     const handler = (req: IncomingMessage, res: ServerResponse): void => void app.server.emit('request', req, res);
     // an https.Server is an http.Server as far as listening, closing and requests go
