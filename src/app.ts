@@ -7,14 +7,14 @@ import { mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AuditLog, EventBus } from './audit/index.js';
 import { AuthService, CachingAuthStore, MemoryAuthStore, SqliteAuthStore, type AuthStore } from './auth/index.js';
-import type { Config } from './config/index.js';
-import { createHttpServer } from './http/index.js';
+import { parseAddress, type Config } from './config/index.js';
+import { clientAddressOf, createHttpServer } from './http/index.js';
 import { Throttled, checkHealth, createRegistry, type Registry } from './registry/index.js';
-import { adminRoutes, distributionRoutes, oauthRoutes } from './routes/index.js';
+import { adminRoutes, createDataEndpoint, distributionRoutes, oauthRoutes } from './routes/index.js';
 import { createBlobStore, createMetadataStore, type BlobStore, type MetadataStore } from './storage/index.js';
 import { Rotator, assertNotEncrypted, createEncryption, keyVaultAudit, type Encryption } from './encryption/index.js';
 import type { KeyVault } from './keyvault/index.js';
-import { TlsReloader, installNetworkGuard, prepareListeners, readTlsFiles, serverTlsOptions, type SecureServer } from './network/index.js';
+import { TlsReloader, UrlSigner, installNetworkGuard, prepareListeners, readTlsFiles, serverTlsOptions, type SecureServer } from './network/index.js';
 
 export interface App {
   readonly http: FastifyInstance;
@@ -164,7 +164,23 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
   } else {
     http.log.warn('authentication is OFF (auth.enabled=false): every request is served to anyone. Never run like this outside an isolated test.');
   }
-  distributionRoutes(http, registry, config, auth);
+  // The dedicated data endpoint: blob GETs here redirect to signed URLs served there (ADR 0011).
+  const de = config.dataEndpoint;
+  const signer = de.listen === '' ? undefined : new UrlSigner({ ttlMs: de.urlTtlSeconds * 1000, rotationMs: de.keyRotationSeconds * 1000, bindClientAddress: de.bindClientAddress });
+  const dataApp = signer === undefined ? undefined : createDataEndpoint(config, registry, bus, signer, tls);
+  if (dataApp !== undefined) tlsReloader?.add(dataApp.server as unknown as SecureServer);
+  distributionRoutes(
+    http,
+    registry,
+    config,
+    auth,
+    signer === undefined
+      ? undefined
+      : (req, name, digest) => {
+          const s = signer.sign('GET', name, digest, clientAddressOf(req));
+          return `${de.url}/v2/${name}/blobs/${digest}?${new URLSearchParams({ exp: s.exp, k: s.k, sig: s.sig }).toString()}`;
+        },
+  );
 
   const system = { client: { address: 'internal', userAgent: 'bulwark', requestId: 'upload-purge' } };
   const purge = setInterval(() => {
@@ -196,7 +212,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
       clearInterval(expiry);
       clearInterval(rotationCheck);
       tlsReloader?.close();
-      await http.close();
+      await Promise.all([http.close(), dataApp?.close()]);
       await rotator?.stop();
       await audit?.close();
       await blobs.close();
@@ -210,6 +226,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
       try {
         await http.listen({ host: config.listen.host, port: config.listen.port });
         await extraListeners.listen();
+        const dataListen = parseAddress(de.listen);
+        if (dataApp !== undefined && dataListen !== undefined) await dataApp.listen({ host: dataListen.host, port: dataListen.port });
       } catch (e) {
         // A listener that cannot bind (address in use) stops the whole start: nothing half-serving.
         await close();

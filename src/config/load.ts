@@ -140,8 +140,14 @@ export function loadConfig(sources: LoadSources = {}): Config {
     tlsOpts.keyFile = resolve(tlsOpts.keyFile);
   }
   const network = out.network as { allowPlainHttp: boolean; listeners: string[] };
+  const data = out.dataEndpoint as { listen: string; url: string; urlTtlSeconds: number; keyRotationSeconds: number };
+  const dataListen = data.listen === '' ? undefined : parseAddress(data.listen);
+  if (data.listen !== '' && dataListen === undefined) problems.push('dataEndpoint.listen (BULWARK_DATA_ENDPOINT_LISTEN): must be host:port');
+  if (data.keyRotationSeconds < data.urlTtlSeconds) problems.push('dataEndpoint.keyRotationSeconds: must be at least dataEndpoint.urlTtlSeconds');
+  if (data.url !== '' && !/^https?:\/\/[^/?#]+$/.test(data.url)) problems.push('dataEndpoint.url (BULWARK_DATA_ENDPOINT_URL): must be http(s)://host[:port] without a path');
+  if (dataListen !== undefined && data.url === '') data.url = `${tls ? 'https' : 'http'}://${dataListen.host.includes(':') ? `[${dataListen.host}]` : dataListen.host}:${dataListen.port}`;
   if (!tls && !network.allowPlainHttp) {
-    const hosts = [listen.host, ...network.listeners.map((l) => parseListener(l)?.host ?? '')];
+    const hosts = [listen.host, ...network.listeners.map((l) => parseListener(l)?.host ?? ''), ...(dataListen !== undefined ? [dataListen.host] : [])];
     const exposed = hosts.filter((h) => !isLoopbackHost(h));
     if (exposed.length > 0) problems.push(`listen, network.listeners: plain HTTP on ${exposed.join(', ')}, which is not loopback: configure tls.certFile and tls.keyFile, or set network.allowPlainHttp=true (BULWARK_NETWORK_ALLOW_PLAIN_HTTP) behind a TLS-terminating proxy`);
   }

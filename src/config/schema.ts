@@ -109,6 +109,12 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'tls.keyFile', env: 'BULWARK_TLS_KEY_FILE', type: 'string', default: '', doc: 'PEM private key matching `tls.certFile` (keep it mode 0600).' },
   { key: 'tls.reloadCheckSeconds', env: 'BULWARK_TLS_RELOAD_CHECK_SECONDS', type: 'integer', min: 1, max: 3600, default: 30, doc: 'How often the certificate and key files are checked for a change; a changed pair that loads is used for new connections, one that does not is logged and ignored.' },
   { key: 'network.allowPlainHttp', env: 'BULWARK_NETWORK_ALLOW_PLAIN_HTTP', type: 'boolean', default: false, doc: 'Without TLS, Bulwark listens only on loopback addresses and refuses to start otherwise. `true` allows plain HTTP on any address (behind a TLS-terminating proxy on the same host or network) and logs a warning at every start.' },
+  { key: 'dataEndpoint.listen', env: 'BULWARK_DATA_ENDPOINT_LISTEN', type: 'string', default: '', doc: 'The dedicated data endpoint\'s own listener, `host:port`. When set, blob GETs on the registry endpoint answer 307 with a short-lived signed URL on the data endpoint, which serves only such URLs (403 to anything else, never a listing). Empty: off, blobs are served by the registry endpoint.' },
+  { key: 'dataEndpoint.url', env: 'BULWARK_DATA_ENDPOINT_URL', type: 'string', default: '', doc: 'The URL clients reach the data endpoint at (its host name, e.g. `https://data.example.com`), which the redirects name. Empty: `http(s)://<dataEndpoint.listen>`.' },
+  { key: 'dataEndpoint.kind', env: 'BULWARK_DATA_ENDPOINT_KIND', type: 'enum', values: ['private', 'public'], default: 'private', doc: 'Whether the network rules apply on the data endpoint\'s listener (`public`) or not (`private`).' },
+  { key: 'dataEndpoint.urlTtlSeconds', env: 'BULWARK_DATA_ENDPOINT_URL_TTL_SECONDS', type: 'integer', min: 5, max: 3600, default: 120, doc: 'How long a signed data URL is good for (it is checked when the download starts).' },
+  { key: 'dataEndpoint.keyRotationSeconds', env: 'BULWARK_DATA_ENDPOINT_KEY_ROTATION_SECONDS', type: 'integer', min: 5, max: 86400, default: 3600, doc: 'How often the key that signs data URLs is replaced (in memory; the previous one keeps verifying). At least `dataEndpoint.urlTtlSeconds`.' },
+  { key: 'dataEndpoint.bindClientAddress', env: 'BULWARK_DATA_ENDPOINT_BIND_CLIENT_ADDRESS', type: 'boolean', default: false, doc: 'Sign the client address into data URLs: only the address that was redirected may use one.' },
   { key: 'network.listenKind', env: 'BULWARK_NETWORK_LISTEN_KIND', type: 'enum', values: ['private', 'public'], default: 'private', doc: 'What the `listen` address is: `private` (like a private endpoint: open to its network, network rules do not apply) or `public` (the network rules apply). The default listens on loopback.' },
   { key: 'network.listeners', env: 'BULWARK_NETWORK_LISTENERS', type: 'list', default: '', doc: 'More addresses to serve on, beside `listen`: comma-separated `private=<host:port>` or `public=<host:port>` (IPv6 as `public=[::]:5443`).', item: (v) => (parseListener(v) === undefined ? 'expected private=<host:port> or public=<host:port>' : undefined) },
   { key: 'network.publicAccess', env: 'BULWARK_NETWORK_PUBLIC_ACCESS', type: 'enum', values: ['Enabled', 'Disabled'], default: 'Enabled', doc: '`Disabled` refuses every request that arrives on a public listener (403 `DENIED`), whatever the rules say; private listeners still serve.' },
@@ -162,6 +168,15 @@ export interface Config {
     readonly azure: { readonly vaultUrl: string };
   };
   readonly tls: { readonly certFile: string; readonly keyFile: string; readonly reloadCheckSeconds: number };
+  readonly dataEndpoint: {
+    /** '' when off */
+    readonly listen: string;
+    readonly url: string;
+    readonly kind: 'private' | 'public';
+    readonly urlTtlSeconds: number;
+    readonly keyRotationSeconds: number;
+    readonly bindClientAddress: boolean;
+  };
   readonly network: {
     readonly allowPlainHttp: boolean;
     readonly listenKind: 'private' | 'public';
