@@ -7,14 +7,15 @@ import { mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AuditLog, EventBus } from './audit/index.js';
 import { AuthService, CachingAuthStore, MemoryAuthStore, SqliteAuthStore, type AuthStore } from './auth/index.js';
-import { parseAddress, type Config } from './config/index.js';
+import { parseAddress, parseListener, type Config } from './config/index.js';
 import { clientAddressOf, createHttpServer } from './http/index.js';
 import { Throttled, checkHealth, createRegistry, type Registry } from './registry/index.js';
-import { adminRoutes, createDataEndpoint, distributionRoutes, oauthRoutes } from './routes/index.js';
+import { adminRoutes, createDataEndpoint, dataEndpointKind, distributionRoutes, oauthRoutes } from './routes/index.js';
 import { createBlobStore, createMetadataStore, type BlobStore, type MetadataStore } from './storage/index.js';
 import { Rotator, assertNotEncrypted, createEncryption, keyVaultAudit, type Encryption } from './encryption/index.js';
 import type { KeyVault } from './keyvault/index.js';
-import { TlsReloader, UrlSigner, installNetworkGuard, prepareListeners, readTlsFiles, serverTlsOptions, type SecureServer } from './network/index.js';
+import { TlsReloader, UrlSigner, installNetworkGuard, normalizeAddress, prepareListeners, readTlsFiles, serverTlsOptions, type SecureServer } from './network/index.js';
+import { registryError } from './oci/index.js';
 
 export interface App {
   readonly http: FastifyInstance;
@@ -65,6 +66,18 @@ async function writeBootstrapFile(dataDir: string, creds: { username: string; pa
     await fh.sync();
   } finally {
     await fh.close();
+  }
+}
+
+/** Warnings about listener kinds that make the network rules apply to less than intended. */
+function warnAboutListenerKinds(config: Config, log: { warn(m: string): void }): void {
+  const n = config.network;
+  const kinds = [n.listenKind, ...n.listeners.map((l) => parseListener(l)?.kind), ...(config.dataEndpoint.listen === '' ? [] : [dataEndpointKind(config)])];
+  if (!kinds.includes('public') && (n.rules.length > 0 || n.publicAccess === 'Disabled')) {
+    log.warn('network rules are configured but no listener is public (network.listenKind, network.listeners, dataEndpoint.kind): they apply to nothing');
+  }
+  if (config.dataEndpoint.listen !== '' && dataEndpointKind(config) === 'private' && kinds.includes('public') && !config.dataEndpoint.bindClientAddress) {
+    log.warn('the data endpoint is private while a listener is public: a data URL obtained through the public listener works from any address for its lifetime (set dataEndpoint.kind=public or dataEndpoint.bindClientAddress=true)');
   }
 }
 
@@ -168,6 +181,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
   const de = config.dataEndpoint;
   const signer = de.listen === '' ? undefined : new UrlSigner({ ttlMs: de.urlTtlSeconds * 1000, rotationMs: de.keyRotationSeconds * 1000, bindClientAddress: de.bindClientAddress });
   const dataApp = signer === undefined ? undefined : createDataEndpoint(config, registry, bus, signer, tls);
+  warnAboutListenerKinds(config, http.log);
   if (dataApp !== undefined) tlsReloader?.add(dataApp.server as unknown as SecureServer);
   distributionRoutes(
     http,
@@ -177,7 +191,10 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
     signer === undefined
       ? undefined
       : (req, name, digest) => {
-          const s = signer.sign('GET', name, digest, clientAddressOf(req));
+          const client = clientAddressOf(req);
+          // A URL bound to "unknown" would be good for every client whose hop says the same.
+          if (de.bindClientAddress && normalizeAddress(client) === undefined) throw registryError('DENIED', 'cannot bind a data URL to a client without an IP address');
+          const s = signer.sign('GET', name, digest, client);
           return `${de.url}/v2/${name}/blobs/${digest}?${new URLSearchParams({ exp: s.exp, k: s.k, sig: s.sig }).toString()}`;
         },
   );
@@ -224,10 +241,11 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
     http,
     listen: async () => {
       try {
-        await http.listen({ host: config.listen.host, port: config.listen.port });
-        await extraListeners.listen();
+        // the data endpoint first: the registry must not redirect to a listener that is not there
         const dataListen = parseAddress(de.listen);
         if (dataApp !== undefined && dataListen !== undefined) await dataApp.listen({ host: dataListen.host, port: dataListen.port });
+        await http.listen({ host: config.listen.host, port: config.listen.port });
+        await extraListeners.listen();
       } catch (e) {
         // A listener that cannot bind (address in use) stops the whole start: nothing half-serving.
         await close();

@@ -145,11 +145,16 @@ export function loadConfig(sources: LoadSources = {}): Config {
   if (data.listen !== '' && dataListen === undefined) problems.push('dataEndpoint.listen (BULWARK_DATA_ENDPOINT_LISTEN): must be host:port');
   if (data.keyRotationSeconds < data.urlTtlSeconds) problems.push('dataEndpoint.keyRotationSeconds: must be at least dataEndpoint.urlTtlSeconds');
   if (data.url !== '' && !/^https?:\/\/[^/?#]+$/.test(data.url)) problems.push('dataEndpoint.url (BULWARK_DATA_ENDPOINT_URL): must be http(s)://host[:port] without a path');
-  if (dataListen !== undefined && data.url === '') data.url = `${tls ? 'https' : 'http'}://${dataListen.host.includes(':') ? `[${dataListen.host}]` : dataListen.host}:${dataListen.port}`;
+  if (dataListen !== undefined && data.url === '') {
+    // A wildcard is where the endpoint listens, not where clients find it: every redirect would break.
+    if (['0.0.0.0', '::', '0:0:0:0:0:0:0:0'].includes(dataListen.host)) problems.push('dataEndpoint.url (BULWARK_DATA_ENDPOINT_URL): required when dataEndpoint.listen is a wildcard address');
+    data.url = `${tls ? 'https' : 'http'}://${dataListen.host.includes(':') ? `[${dataListen.host}]` : dataListen.host}:${dataListen.port}`;
+  }
+  if (tls && data.url.startsWith('http://')) problems.push('dataEndpoint.url: an http:// URL while the data endpoint serves HTTPS');
   if (!tls && !network.allowPlainHttp) {
     const hosts = [listen.host, ...network.listeners.map((l) => parseListener(l)?.host ?? ''), ...(dataListen !== undefined ? [dataListen.host] : [])];
     const exposed = hosts.filter((h) => !isLoopbackHost(h));
-    if (exposed.length > 0) problems.push(`listen, network.listeners: plain HTTP on ${exposed.join(', ')}, which is not loopback: configure tls.certFile and tls.keyFile, or set network.allowPlainHttp=true (BULWARK_NETWORK_ALLOW_PLAIN_HTTP) behind a TLS-terminating proxy`);
+    if (exposed.length > 0) problems.push(`listen, network.listeners, dataEndpoint.listen: plain HTTP on ${exposed.join(', ')}, which is not loopback: configure tls.certFile and tls.keyFile, or set network.allowPlainHttp=true (BULWARK_NETWORK_ALLOW_PLAIN_HTTP) behind a TLS-terminating proxy`);
   }
   if (problems.length > 0) throw new ConfigError(problems);
   // Headers that name the registry (Location, Link) are absolute on a configured external URL;

@@ -111,7 +111,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'network.allowPlainHttp', env: 'BULWARK_NETWORK_ALLOW_PLAIN_HTTP', type: 'boolean', default: false, doc: 'Without TLS, Bulwark listens only on loopback addresses and refuses to start otherwise. `true` allows plain HTTP on any address (behind a TLS-terminating proxy on the same host or network) and logs a warning at every start.' },
   { key: 'dataEndpoint.listen', env: 'BULWARK_DATA_ENDPOINT_LISTEN', type: 'string', default: '', doc: 'The dedicated data endpoint\'s own listener, `host:port`. When set, blob GETs on the registry endpoint answer 307 with a short-lived signed URL on the data endpoint, which serves only such URLs (403 to anything else, never a listing). Empty: off, blobs are served by the registry endpoint.' },
   { key: 'dataEndpoint.url', env: 'BULWARK_DATA_ENDPOINT_URL', type: 'string', default: '', doc: 'The URL clients reach the data endpoint at (its host name, e.g. `https://data.example.com`), which the redirects name. Empty: `http(s)://<dataEndpoint.listen>`.' },
-  { key: 'dataEndpoint.kind', env: 'BULWARK_DATA_ENDPOINT_KIND', type: 'enum', values: ['private', 'public'], default: 'private', doc: 'Whether the network rules apply on the data endpoint\'s listener (`public`) or not (`private`).' },
+  { key: 'dataEndpoint.kind', env: 'BULWARK_DATA_ENDPOINT_KIND', type: 'enum', values: ['inherit', 'private', 'public'], default: 'inherit', doc: 'Whether the network rules apply on the data endpoint\'s listener (`public`) or not (`private`); `inherit` takes `network.listenKind`.' },
   { key: 'dataEndpoint.urlTtlSeconds', env: 'BULWARK_DATA_ENDPOINT_URL_TTL_SECONDS', type: 'integer', min: 5, max: 3600, default: 120, doc: 'How long a signed data URL is good for (it is checked when the download starts).' },
   { key: 'dataEndpoint.keyRotationSeconds', env: 'BULWARK_DATA_ENDPOINT_KEY_ROTATION_SECONDS', type: 'integer', min: 5, max: 86400, default: 3600, doc: 'How often the key that signs data URLs is replaced (in memory; the previous one keeps verifying). At least `dataEndpoint.urlTtlSeconds`.' },
   { key: 'dataEndpoint.bindClientAddress', env: 'BULWARK_DATA_ENDPOINT_BIND_CLIENT_ADDRESS', type: 'boolean', default: false, doc: 'Sign the client address into data URLs: only the address that was redirected may use one.' },
@@ -172,7 +172,7 @@ export interface Config {
     /** '' when off */
     readonly listen: string;
     readonly url: string;
-    readonly kind: 'private' | 'public';
+    readonly kind: 'inherit' | 'private' | 'public';
     readonly urlTtlSeconds: number;
     readonly keyRotationSeconds: number;
     readonly bindClientAddress: boolean;

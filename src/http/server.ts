@@ -3,7 +3,7 @@
  * the one error handler, and a not-found handler in the OCI envelope.
  */
 import { randomUUID } from 'node:crypto';
-import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { SecureContextOptions } from 'node:tls';
 import type { Config } from '../config/index.js';
 import { handleClientError, handleError, envelope } from './error-handler.js';
@@ -17,8 +17,11 @@ export function connectionsCheckingIntervalMs(config: Config): number {
   return Math.max(50, Math.min(1000, Math.floor(config.http.headersTimeoutMs / 4)));
 }
 
-/** `tls`: serve HTTPS with these options (network/tls.ts) instead of plain HTTP. */
-export function createHttpServer(config: Config, tls?: SecureContextOptions): FastifyInstance {
+/**
+ * `tls`: serve HTTPS with these options (network/tls.ts) instead of plain HTTP. `notFound`: what
+ * a request no route takes gets (default: 404 in the OCI envelope).
+ */
+export function createHttpServer(config: Config, tls?: SecureContextOptions, notFound?: (req: FastifyRequest, reply: FastifyReply) => void): FastifyInstance {
   const app = Fastify({
     ...(tls !== undefined ? { https: tls } : {}),
     logger: config.log.level === 'silent' ? false : { level: config.log.level },
@@ -54,9 +57,12 @@ export function createHttpServer(config: Config, tls?: SecureContextOptions): Fa
     app.server.once('close', () => clearInterval(sweep));
     done();
   });
-  app.setNotFoundHandler((req, reply) => {
-    void reply.code(404).header('content-type', 'application/json; charset=utf-8');
-    void reply.send(req.method === 'HEAD' ? undefined : envelope('NOT_FOUND', 'not an endpoint of this registry'));
-  });
+  app.setNotFoundHandler(
+    notFound ??
+      ((req, reply) => {
+        void reply.code(404).header('content-type', 'application/json; charset=utf-8');
+        void reply.send(req.method === 'HEAD' ? undefined : envelope('NOT_FOUND', 'not an endpoint of this registry'));
+      }),
+  );
   return app;
 }

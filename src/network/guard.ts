@@ -10,7 +10,7 @@
 import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { EventBus } from '../audit/index.js';
-import { parseListener, type Config } from '../config/index.js';
+import type { Config } from '../config/index.js';
 import { setClientAddress } from '../http/index.js';
 import { registryError } from '../oci/index.js';
 import { AddressSet, parseCidr, type Cidr } from './address.js';
@@ -74,10 +74,6 @@ export function installNetworkGuard(app: FastifyInstance, config: Config, bus: E
   const n = config.network;
   const policy = new NetworkPolicy({ publicAccess: n.publicAccess, defaultAction: n.defaultAction, rules: n.rules.map(parseRule) });
   const trusted = new AddressSet(n.trustedProxies.map((t) => parseCidr(t) as Cidr));
-  const anyPublic = n.listenKind === 'public' || n.listeners.some((l) => parseListener(l)?.kind === 'public');
-  if (!anyPublic && (n.rules.length > 0 || n.publicAccess === 'Disabled')) {
-    app.log.warn('network rules are configured but no listener is public (network.listenKind, network.listeners): they apply to nothing');
-  }
   const events = new DeniedEvents();
   app.addHook('onRequest', (req, _reply, done) => {
     const socket = req.raw.socket;

@@ -60,8 +60,20 @@ export class TlsReloader {
     this.servers.push(server);
   }
 
-  /** One look at the files (also what the timer does). */
+  private checking = false;
+
+  /** One look at the files (also what the timer does); a look still running is not overtaken. */
   async check(): Promise<void> {
+    if (this.checking) return;
+    this.checking = true;
+    try {
+      await this.look();
+    } finally {
+      this.checking = false;
+    }
+  }
+
+  private async look(): Promise<void> {
     let files: TlsFiles;
     try {
       files = { cert: await readFile(this.config.tls.certFile), key: await readFile(this.config.tls.keyFile) };

@@ -76,6 +76,14 @@ describe('data endpoint', () => {
     assert.deepEqual([unknown.status, code(unknown)], [404, 'BLOB_UNKNOWN'], 'no redirect for a blob the repository does not have');
   });
 
+  test('a URL handed out before the blob left the repository serves nothing', async () => {
+    const gone = await pushBlob(server, 'data/gone', Buffer.from('soon gone'));
+    const location = String((await http('GET', `${server.url}/v2/data/gone/blobs/${gone}`)).headers.location);
+    assert.equal((await http('DELETE', `${server.url}/v2/data/gone/blobs/${gone}`)).status, 202);
+    const r = await http('GET', location);
+    assert.deepEqual([r.status, code(r)], [404, 'BLOB_UNKNOWN'], 'the data endpoint checks the repository again');
+  });
+
   test('anything but a valid signed URL gets 403 DENIED, and nothing is listed', async () => {
     const location = String((await http('GET', `${server.url}/v2/data/app/blobs/${digest}`)).headers.location);
     const u = new URL(location);
@@ -101,6 +109,10 @@ describe('data endpoint', () => {
       ['tags', 'GET', `${data}/v2/data/app/tags/list`],
       ['manifest', 'GET', `${data}/v2/data/app/manifests/latest`],
       ['upload', 'POST', `${data}/v2/data/app/blobs/uploads/`],
+      ['TRACE, a method no route lists', 'TRACE', `${data}/v2/`],
+      ['OPTIONS', 'OPTIONS', location],
+      ['an invalid repository name', 'GET', forged(() => undefined, `/v2/Not..A..Name/blobs/${digest}`)],
+      ['an unknown path', 'GET', `${data}/favicon.ico`],
     ] as const) {
       const r = await http(method, url);
       assert.equal(r.status, 403, `${what}: ${r.status}`);
@@ -115,16 +127,31 @@ describe('data endpoint with short-lived URLs bound to the client', () => {
   let digest: string;
   before(async () => {
     const dataPort = await freePort();
-    server = await startServer({ env: { BULWARK_DATA_ENDPOINT_LISTEN: `127.0.0.1:${dataPort}`, BULWARK_DATA_ENDPOINT_URL_TTL_SECONDS: '5', BULWARK_DATA_ENDPOINT_KEY_ROTATION_SECONDS: '5', BULWARK_DATA_ENDPOINT_BIND_CLIENT_ADDRESS: 'true' } });
+    server = await startServer({
+      env: {
+        BULWARK_DATA_ENDPOINT_LISTEN: `127.0.0.1:${dataPort}`,
+        BULWARK_DATA_ENDPOINT_URL_TTL_SECONDS: '5',
+        BULWARK_DATA_ENDPOINT_KEY_ROTATION_SECONDS: '5',
+        BULWARK_DATA_ENDPOINT_BIND_CLIENT_ADDRESS: 'true',
+        // the data endpoint is public: the network rules apply there (they allow 127.0.0.1-3)
+        BULWARK_DATA_ENDPOINT_KIND: 'public',
+        BULWARK_NETWORK_RULES: 'local=allow:127.0.0.0/30',
+      },
+    });
     digest = await pushBlob(server, 'data/bound', Buffer.from('bound blob'));
   });
   after(async () => {
     await server?.dispose();
   });
 
-  test('only the redirected client may use the URL, and only until it expires', { timeout: 30_000 }, async () => {
+  test('the network rules apply on a public data endpoint; only the redirected client may use the URL, and only until it expires', { timeout: 30_000 }, async () => {
     const location = String((await http('GET', `${server.url}/v2/data/bound/blobs/${digest}`, { from: '127.0.0.1' })).headers.location);
-    assert.equal((await http('GET', location, { from: '127.0.0.5' })).status, 403, 'another client address');
+    const outside = await http('GET', location, { from: '127.0.0.5' });
+    assert.deepEqual([outside.status, code(outside)], [403, 'DENIED']);
+    assert.match(outside.body.toString(), /denied by network defaultAction Deny/, 'refused by the rules, before the signature');
+    const other = await http('GET', location, { from: '127.0.0.2' });
+    assert.equal(other.status, 403, 'another client address, allowed by the rules');
+    assert.match(other.body.toString(), /valid signed blob URLs/, 'refused by the signature bound to 127.0.0.1');
     assert.equal((await http('GET', location, { from: '127.0.0.1' })).status, 200, 'the client it was issued to');
     await sleep(6_000);
     assert.equal((await http('GET', location, { from: '127.0.0.1' })).status, 403, 'expired');

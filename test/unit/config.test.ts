@@ -107,6 +107,13 @@ describe('loadConfig', () => {
     assert.match(problemsOf(() => loadConfig({ env: { BULWARK_LISTEN: 'registry.internal:443' } })).join('\n'), /plain HTTP on registry\.internal/);
     assert.equal(loadConfig({ env: { BULWARK_LISTEN: 'registry.internal:443', BULWARK_TLS_CERT_FILE: '/x.crt', BULWARK_TLS_KEY_FILE: '/x.key' } }).externalUrl, 'https://registry.internal:443');
     assert.match(problemsOf(() => loadConfig({ env: { BULWARK_TLS_CERT_FILE: '/x.crt' } })).join('\n'), /give both, or neither/);
+    // the data endpoint (ADR 0011): under the same loopback rule; a wildcard needs a URL; https with TLS
+    assert.match(problemsOf(() => loadConfig({ env: { BULWARK_DATA_ENDPOINT_LISTEN: '10.0.0.5:5001' } })).join('\n'), /plain HTTP on 10\.0\.0\.5/);
+    assert.match(problemsOf(() => loadConfig({ env: { BULWARK_DATA_ENDPOINT_LISTEN: '0.0.0.0:5001', BULWARK_NETWORK_ALLOW_PLAIN_HTTP: 'true' } })).join('\n'), /required when dataEndpoint\.listen is a wildcard/);
+    const tlsData = { BULWARK_TLS_CERT_FILE: '/x.crt', BULWARK_TLS_KEY_FILE: '/x.key', BULWARK_DATA_ENDPOINT_LISTEN: '10.0.0.5:5001' };
+    assert.equal(loadConfig({ env: tlsData }).dataEndpoint.url, 'https://10.0.0.5:5001');
+    assert.match(problemsOf(() => loadConfig({ env: { ...tlsData, BULWARK_DATA_ENDPOINT_URL: 'http://data.example.com' } })).join('\n'), /http:\/\/ URL while the data endpoint serves HTTPS/);
+    assert.match(problemsOf(() => loadConfig({ env: { BULWARK_DATA_ENDPOINT_URL_TTL_SECONDS: '600', BULWARK_DATA_ENDPOINT_KEY_ROTATION_SECONDS: '300' } })).join('\n'), /at least dataEndpoint\.urlTtlSeconds/);
   });
 
   test('integers outside their range or with trailing text are rejected', () => {

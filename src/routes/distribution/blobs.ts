@@ -6,7 +6,7 @@ import { opContext, requestedRange, sendBody } from './http-util.js';
 import type { ResourceHandlers } from './router.js';
 
 /**
- * `redirect`, when the dedicated data endpoint is on (network/data-endpoint.ts): the signed URL
+ * `redirect`, when the dedicated data endpoint is on (routes/data/): the signed URL
  * a GET is sent to (307) once the blob is known to be in the repository; HEAD is answered here.
  */
 export type BlobRedirect = (req: FastifyRequest, name: string, digest: Digest) => string;
