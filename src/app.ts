@@ -8,14 +8,13 @@ import { join } from 'node:path';
 import { AuditLog, EventBus } from './audit/index.js';
 import { AuthService, CachingAuthStore, MemoryAuthStore, SqliteAuthStore, type AuthStore } from './auth/index.js';
 import { parseAddress, parseListener, type Config } from './config/index.js';
-import { clientAddressOf, createHttpServer } from './http/index.js';
+import { createHttpServer } from './http/index.js';
 import { Throttled, checkHealth, createRegistry, type Registry } from './registry/index.js';
-import { adminRoutes, createDataEndpoint, dataEndpointKind, distributionRoutes, oauthRoutes } from './routes/index.js';
+import { adminRoutes, createDataEndpoint, dataEndpointKind, dataUrlRedirect, distributionRoutes, oauthRoutes } from './routes/index.js';
 import { createBlobStore, createMetadataStore, type BlobStore, type MetadataStore } from './storage/index.js';
 import { Rotator, assertNotEncrypted, createEncryption, keyVaultAudit, type Encryption } from './encryption/index.js';
 import type { KeyVault } from './keyvault/index.js';
-import { TlsReloader, UrlSigner, installNetworkGuard, normalizeAddress, prepareListeners, readTlsFiles, serverTlsOptions, type SecureServer } from './network/index.js';
-import { registryError } from './oci/index.js';
+import { TlsReloader, UrlSigner, installNetworkGuard, prepareListeners, readTlsFiles, serverTlsOptions, type SecureServer } from './network/index.js';
 
 export interface App {
   readonly http: FastifyInstance;
@@ -183,21 +182,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
   const dataApp = signer === undefined ? undefined : createDataEndpoint(config, registry, bus, signer, tls);
   warnAboutListenerKinds(config, http.log);
   if (dataApp !== undefined) tlsReloader?.add(dataApp.server as unknown as SecureServer);
-  distributionRoutes(
-    http,
-    registry,
-    config,
-    auth,
-    signer === undefined
-      ? undefined
-      : (req, name, digest) => {
-          const client = clientAddressOf(req);
-          // A URL bound to "unknown" would be good for every client whose hop says the same.
-          if (de.bindClientAddress && normalizeAddress(client) === undefined) throw registryError('DENIED', 'cannot bind a data URL to a client without an IP address');
-          const s = signer.sign('GET', name, digest, client);
-          return `${de.url}/v2/${name}/blobs/${digest}?${new URLSearchParams({ exp: s.exp, k: s.k, sig: s.sig }).toString()}`;
-        },
-  );
+  distributionRoutes(http, registry, config, auth, signer === undefined ? undefined : dataUrlRedirect(config, signer));
 
   const system = { client: { address: 'internal', userAgent: 'bulwark', requestId: 'upload-purge' } };
   const purge = setInterval(() => {

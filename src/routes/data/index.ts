@@ -10,10 +10,10 @@ import type { SecureContextOptions } from 'node:tls';
 import type { EventBus } from '../../audit/index.js';
 import type { Config } from '../../config/index.js';
 import { clientAddressOf, createHttpServer, envelope } from '../../http/index.js';
-import { installNetworkGuard, type UrlSigner } from '../../network/index.js';
+import { installNetworkGuard, normalizeAddress, type UrlSigner } from '../../network/index.js';
 import { isRepositoryName, registryError, type Digest } from '../../oci/index.js';
 import type { Registry } from '../../registry/index.js';
-import { blobRoutes } from '../distribution/blobs.js';
+import { blobRoutes, type BlobRedirect } from '../distribution/blobs.js';
 
 const BLOB = /^\/v2\/(.+)\/blobs\/(sha(?:256|512):[a-f0-9]+)$/;
 
@@ -47,6 +47,20 @@ export function createDataEndpoint(config: Config, registry: Registry, bus: Even
     },
   });
   return app;
+}
+
+/**
+ * The registry endpoint's side: the signed data URL a blob GET is redirected to (307). With
+ * `bindClientAddress`, a client without an IP address (a proxy hop that says `unknown`) is
+ * refused rather than given a URL every such client could use.
+ */
+export function dataUrlRedirect(config: Config, signer: UrlSigner): BlobRedirect {
+  return (req, name, digest) => {
+    const client = clientAddressOf(req);
+    if (config.dataEndpoint.bindClientAddress && normalizeAddress(client) === undefined) throw registryError('DENIED', 'cannot bind a data URL to a client without an IP address');
+    const s = signer.sign('GET', name, digest, client);
+    return `${config.dataEndpoint.url}/v2/${name}/blobs/${digest}?${new URLSearchParams({ exp: s.exp, k: s.k, sig: s.sig }).toString()}`;
+  };
 }
 
 /** The data endpoint's listener kind: its own setting, or the registry listener's (`inherit`). */
