@@ -18,7 +18,7 @@ import { TlsReloader, UrlSigner, installNetworkGuard, prepareListeners, readTlsF
 
 export interface App {
   readonly http: FastifyInstance;
-  /** Serve on `listen`, then on every `network.listeners` address. */
+  /** Serve on `dataEndpoint.listen` (when set), then `listen`, then every `network.listeners` address; a failure closes everything. */
   listen(): Promise<void>;
   readonly registry: Registry;
   readonly bus: EventBus;
