@@ -7,6 +7,14 @@ import { resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { OPTIONS, parseAddress, parseListener, type Config, type OptionSpec } from './schema.js';
 
+/** A base URL, `scheme://host[:port]` without a path, as externalUrl and dataEndpoint.url must be. */
+const BASE_URL = /^https?:\/\/[^/?#]+$/;
+
+/** The URL of a listen address, IPv6 in brackets: the default of externalUrl and dataEndpoint.url. */
+function urlOf(tls: boolean, a: { host: string; port: number }): string {
+  return `${tls ? 'https' : 'http'}://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
+}
+
 /** 127.0.0.0/8, ::1 and localhost: the only addresses plain HTTP may listen on by default. */
 function isLoopbackHost(host: string): boolean {
   if (host === 'localhost') return true;
@@ -144,11 +152,11 @@ export function loadConfig(sources: LoadSources = {}): Config {
   const dataListen = data.listen === '' ? undefined : parseAddress(data.listen);
   if (data.listen !== '' && dataListen === undefined) problems.push('dataEndpoint.listen (BULWARK_DATA_ENDPOINT_LISTEN): must be host:port');
   if (data.keyRotationSeconds < data.urlTtlSeconds) problems.push('dataEndpoint.keyRotationSeconds: must be at least dataEndpoint.urlTtlSeconds');
-  if (data.url !== '' && !/^https?:\/\/[^/?#]+$/.test(data.url)) problems.push('dataEndpoint.url (BULWARK_DATA_ENDPOINT_URL): must be http(s)://host[:port] without a path');
+  if (data.url !== '' && !BASE_URL.test(data.url)) problems.push('dataEndpoint.url (BULWARK_DATA_ENDPOINT_URL): must be http(s)://host[:port] without a path');
   if (dataListen !== undefined && data.url === '') {
     // A wildcard is where the endpoint listens, not where clients find it: every redirect would break.
     if (['0.0.0.0', '::', '0:0:0:0:0:0:0:0'].includes(dataListen.host)) problems.push('dataEndpoint.url (BULWARK_DATA_ENDPOINT_URL): required when dataEndpoint.listen is a wildcard address');
-    data.url = `${tls ? 'https' : 'http'}://${dataListen.host.includes(':') ? `[${dataListen.host}]` : dataListen.host}:${dataListen.port}`;
+    data.url = urlOf(tls, dataListen);
   }
   if (tls && data.url.startsWith('http://')) problems.push('dataEndpoint.url: an http:// URL while the data endpoint serves HTTPS');
   if (!tls && !network.allowPlainHttp) {
@@ -161,7 +169,7 @@ export function loadConfig(sources: LoadSources = {}): Config {
   // on the one derived from `listen` they stay relative, which the spec allows and which a
   // client resolves against the address it actually used.
   out.urlBase = out.externalUrl;
-  if (out.externalUrl === '') out.externalUrl = `${tls ? 'https' : 'http'}://${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`;
-  else if (!/^https?:\/\/[^/?#]+$/.test(out.externalUrl as string)) throw new ConfigError([`externalUrl (BULWARK_EXTERNAL_URL): must be http(s)://host[:port] without a path`]);
+  if (out.externalUrl === '') out.externalUrl = urlOf(tls, listen);
+  else if (!BASE_URL.test(out.externalUrl as string)) throw new ConfigError([`externalUrl (BULWARK_EXTERNAL_URL): must be http(s)://host[:port] without a path`]);
   return deepFreeze(out) as unknown as Config;
 }

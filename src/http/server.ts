@@ -4,6 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Server } from 'node:http';
 import type { SecureContextOptions } from 'node:tls';
 import type { Config } from '../config/index.js';
 import { handleClientError, handleError, envelope } from './error-handler.js';
@@ -15,6 +16,19 @@ import { handleClientError, handleError, envelope } from './error-handler.js';
  */
 export function connectionsCheckingIntervalMs(config: Config): number {
   return Math.max(50, Math.min(1000, Math.floor(config.http.headersTimeoutMs / 4)));
+}
+
+/**
+ * Closes a closing server's connections as they fall idle, until it has closed. close() closes
+ * the connections idle at that instant only; a keep-alive connection whose in-flight request
+ * finishes later would hold the process until keepAliveTimeout (past the shutdown timeout).
+ * Also used by the extra listeners (network/listeners.ts).
+ */
+export function closeAsIdle(server: Server): void {
+  const sweep = setInterval(() => server.closeIdleConnections(), 100);
+  sweep.unref();
+  server.once('close', () => clearInterval(sweep));
+  server.closeIdleConnections();
 }
 
 /**
@@ -48,13 +62,8 @@ export function createHttpServer(config: Config, tls?: SecureContextOptions, not
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_req, _payload, done) => done(null));
   app.setErrorHandler(handleError);
-  // close() closes the connections idle at that instant only; a keep-alive connection whose
-  // in-flight request finishes later would hold the process until keepAliveTimeout (past the
-  // shutdown timeout). Close connections as they fall idle until the server has closed.
   app.addHook('preClose', (done) => {
-    const sweep = setInterval(() => app.server.closeIdleConnections(), 100);
-    sweep.unref();
-    app.server.once('close', () => clearInterval(sweep));
+    closeAsIdle(app.server);
     done();
   });
   app.setNotFoundHandler(

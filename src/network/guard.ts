@@ -70,18 +70,22 @@ export function markSocket(socket: Socket, kind: ListenerKind): void {
   socketKinds.set(socket, kind);
 }
 
-export function installNetworkGuard(app: FastifyInstance, config: Config, bus: EventBus): NetworkPolicy {
+/**
+ * `kind`: the kind of the sockets no extra listener marked (fastify's own server's): by default
+ * `network.listenKind`, the data endpoint's kind for the data endpoint.
+ */
+export function installNetworkGuard(app: FastifyInstance, config: Config, bus: EventBus, kind: ListenerKind = config.network.listenKind): NetworkPolicy {
   const n = config.network;
   const policy = new NetworkPolicy({ publicAccess: n.publicAccess, defaultAction: n.defaultAction, rules: n.rules.map(parseRule) });
   const trusted = new AddressSet(n.trustedProxies.map((t) => parseCidr(t) as Cidr));
   const events = new DeniedEvents();
   app.addHook('onRequest', (req, _reply, done) => {
     const socket = req.raw.socket;
-    const kind = socketKinds.get(socket) ?? n.listenKind;
+    const listener = socketKinds.get(socket) ?? kind;
     const client = clientAddress(socket.remoteAddress, req.headers, trusted, n.forwardedHeader);
     const address = client.address ?? client.raw;
     setClientAddress(req.raw, address);
-    const verdict = policy.decide(kind, client.address);
+    const verdict = policy.decide(listener, client.address);
     if (verdict.allowed) {
       done();
       return;
@@ -96,7 +100,7 @@ export function installNetworkGuard(app: FastifyInstance, config: Config, bus: E
         client: { address, userAgent: typeof ua === 'string' ? ua.slice(0, 512) : '', requestId: req.id },
         outcome: 'failure',
         error: 'DENIED',
-        target: `${kind} listener ${socket.localAddress ?? ''}:${socket.localPort ?? ''}`,
+        target: `${listener} listener ${socket.localAddress ?? ''}:${socket.localPort ?? ''}`,
         reason: `network ${verdict.rule}${audit.suppressed > 0 ? ` (and ${audit.suppressed} earlier refusals of this address not logged)` : ''}`,
       });
     }

@@ -12,7 +12,7 @@ import type { Socket } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
 import { parseListener, type Config } from '../config/index.js';
-import { connectionsCheckingIntervalMs } from '../http/index.js';
+import { closeAsIdle, connectionsCheckingIntervalMs } from '../http/index.js';
 import { markSocket } from './guard.js';
 
 export interface ExtraListeners {
@@ -51,17 +51,8 @@ export function prepareListeners(app: FastifyInstance, config: Config, tls?: Sec
   app.addHook('preClose', (done) => {
     for (const { server } of servers) {
       if (!server.listening) continue;
-      const sweep = setInterval(() => server.closeIdleConnections(), 100);
-      sweep.unref();
-      closed.push(
-        new Promise<void>((resolve) =>
-          server.close(() => {
-            clearInterval(sweep);
-            resolve();
-          }),
-        ),
-      );
-      server.closeIdleConnections();
+      closed.push(new Promise<void>((resolve) => server.close(() => resolve())));
+      closeAsIdle(server);
     }
     done();
   });

@@ -15,17 +15,18 @@ import { isRepositoryName, registryError, type Digest } from '../../oci/index.js
 import type { Registry } from '../../registry/index.js';
 import { blobRoutes, type BlobRedirect } from '../distribution/blobs.js';
 
+const REFUSED = 'the data endpoint serves only valid signed blob URLs';
 const BLOB = /^\/v2\/(.+)\/blobs\/(sha(?:256|512):[a-f0-9]+)$/;
 
 export function createDataEndpoint(config: Config, registry: Registry, bus: EventBus, signer: UrlSigner, tls?: SecureContextOptions): FastifyInstance {
-  const refuse = (): Error => registryError('DENIED', 'the data endpoint serves only valid signed blob URLs');
+  const refuse = (): Error => registryError('DENIED', REFUSED);
   // Even what no route takes (a method fastify knows but no route lists) is refused, not 404.
   const app = createHttpServer(config, tls, (req, reply) => {
     void reply.code(403).header('content-type', 'application/json; charset=utf-8');
-    void reply.send(req.method === 'HEAD' ? undefined : envelope('DENIED', 'the data endpoint serves only valid signed blob URLs'));
+    void reply.send(req.method === 'HEAD' ? undefined : envelope('DENIED', REFUSED));
   });
   // The network rules apply here as on any listener, with the data endpoint's own kind.
-  installNetworkGuard(app, { ...config, network: { ...config.network, listenKind: dataEndpointKind(config) } }, bus);
+  installNetworkGuard(app, config, bus, dataEndpointKind(config));
   const blobs = blobRoutes(registry);
   app.all('*', {
     handler: async (req, reply) => {
