@@ -83,14 +83,14 @@ function warnAboutListenerKinds(config: Config, log: { warn(m: string): void }):
 export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App> {
   // A new data folder is the registry's alone (keys, hashes, content): owner-only.
   if (config.storage.blobDriver === 'filesystem' || config.storage.metadataDriver === 'sqlite') await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
-  const tlsFiles = readTlsFiles(config);
+  const tlsFiles = readTlsFiles(config.tls);
   const tls = tlsFiles === undefined ? undefined : serverTlsOptions(tlsFiles);
   const http = createHttpServer(config, tls);
   const bus = new EventBus((err, e) => http.log.error({ err, event: e.type }, 'failed to deliver event'));
   // Network rules come first: before authentication and before any route (network/).
   installNetworkGuard(http, config, bus);
   const extraListeners = prepareListeners(http, config, tls);
-  const tlsReloader = tlsFiles === undefined ? undefined : new TlsReloader(config, tlsFiles, http.log);
+  const tlsReloader = tlsFiles === undefined ? undefined : new TlsReloader(config.tls, tlsFiles, http.log);
   if (tlsReloader !== undefined) {
     tlsReloader.add(http.server as unknown as SecureServer);
     for (const s of extraListeners.servers) tlsReloader.add(s as unknown as SecureServer);

@@ -14,6 +14,7 @@ import { registerAccess } from './access.js';
 import { registerAdmin } from './admin.js';
 import { registerEncryption } from './encryption.js';
 import { registerCheckHealth } from './check-health.js';
+import { registerGateway } from './gateway.js';
 
 const program = new Command('bulwark').description('Bulwark: a zero-trust OCI container registry');
 registerServe(program);
@@ -30,6 +31,7 @@ registerAccess(program);
 registerAdmin(program);
 registerEncryption(program);
 registerCheckHealth(program);
+registerGateway(program);
 try {
   await program.parseAsync(process.argv);
 } catch (e) {

@@ -12,17 +12,17 @@ import { handleClientError, handleError, envelope } from './error-handler.js';
 /**
  * How often node sweeps connections to enforce `headersTimeout`: by default every 30 s, which
  * would let a slow-loris client hold a socket 30 s whatever the configured timeout. Also used by
- * the extra listeners (network/listeners.ts).
+ * the extra listeners (network/listeners.ts) and the gateway.
  */
-export function connectionsCheckingIntervalMs(config: Config): number {
-  return Math.max(50, Math.min(1000, Math.floor(config.http.headersTimeoutMs / 4)));
+export function connectionsCheckingIntervalMs(headersTimeoutMs: number): number {
+  return Math.max(50, Math.min(1000, Math.floor(headersTimeoutMs / 4)));
 }
 
 /**
  * Closes a closing server's connections as they fall idle, until it has closed. close() closes
  * the connections idle at that instant only; a keep-alive connection whose in-flight request
  * finishes later would hold the process until keepAliveTimeout (past the shutdown timeout).
- * Also used by the extra listeners (network/listeners.ts).
+ * Also used by the extra listeners (network/listeners.ts) and the gateway.
  */
 export function closeAsIdle(server: Server): void {
   const sweep = setInterval(() => server.closeIdleConnections(), 100);
@@ -48,7 +48,7 @@ export function createHttpServer(config: Config, tls?: SecureContextOptions, not
     http: {
       headersTimeout: config.http.headersTimeoutMs,
       maxHeaderSize: config.http.maxHeaderBytes,
-      connectionsCheckingInterval: connectionsCheckingIntervalMs(config),
+      connectionsCheckingInterval: connectionsCheckingIntervalMs(config.http.headersTimeoutMs),
     },
     // Parser-level and routing-level errors get the OCI envelope too, not fastify's own JSON.
     clientErrorHandler: handleClientError,

@@ -3,5 +3,5 @@ export { clientAddress, type ClientAddress, type ForwardedHeader } from './clien
 export { NetworkPolicy, parseRule, ruleProblem, MAX_RULES, type ListenerKind, type NetworkRule, type Verdict } from './policy.js';
 export { DeniedEvents, installNetworkGuard, markSocket } from './guard.js';
 export { prepareListeners, type ExtraListeners } from './listeners.js';
-export { MIN_TLS_VERSION, TlsReloader, readTlsFiles, serverTlsOptions, type SecureServer, type TlsFiles } from './tls.js';
+export { MIN_TLS_VERSION, TlsReloader, readTlsFiles, serverTlsOptions, type SecureServer, type TlsFiles, type TlsSource } from './tls.js';
 export { UrlSigner, type Signature, type SignedUrlOptions } from './signed-urls.js';

@@ -33,7 +33,7 @@ export function prepareListeners(app: FastifyInstance, config: Config, tls?: Sec
       headersTimeout: config.http.headersTimeoutMs,
       requestTimeout: 0,
       keepAliveTimeout: config.http.keepAliveTimeoutMs,
-      connectionsCheckingInterval: connectionsCheckingIntervalMs(config),
+      connectionsCheckingInterval: connectionsCheckingIntervalMs(config.http.headersTimeoutMs),
     };
     const handler = (req: IncomingMessage, res: ServerResponse): void => void app.server.emit('request', req, res);
     // an https.Server is an http.Server as far as listening, closing and requests go

@@ -8,7 +8,6 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
-import type { Config } from '../config/index.js';
 
 export const MIN_TLS_VERSION = 'TLSv1.2';
 
@@ -17,19 +16,26 @@ export interface TlsFiles {
   readonly key: Buffer;
 }
 
+/** Where a certificate and its key live, and how often to look for a change (the registry's `tls.*`, a gateway listener's). */
+export interface TlsSource {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly reloadCheckSeconds: number;
+}
+
 /** A server whose certificate can be replaced for new connections (https.Server). */
 export interface SecureServer {
   setSecureContext(options: SecureContextOptions): void;
 }
 
 /** Reads the pair at start, and checks it loads: a bad pair stops the start with its reason. */
-export function readTlsFiles(config: Config): TlsFiles | undefined {
-  if (config.tls.certFile === '') return undefined;
-  const files = { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) };
+export function readTlsFiles(source: TlsSource, what = 'tls'): TlsFiles | undefined {
+  if (source.certFile === '') return undefined;
+  const files = { cert: readFileSync(source.certFile), key: readFileSync(source.keyFile) };
   try {
     createSecureContext({ ...files, minVersion: MIN_TLS_VERSION });
   } catch (e) {
-    throw new Error(`tls.certFile ${config.tls.certFile} and tls.keyFile ${config.tls.keyFile} do not load as a certificate and its key: ${(e as Error).message}`, { cause: e });
+    throw new Error(`${what}.certFile ${source.certFile} and ${what}.keyFile ${source.keyFile} do not load as a certificate and its key: ${(e as Error).message}`, { cause: e });
   }
   return files;
 }
@@ -47,12 +53,12 @@ export class TlsReloader {
   private readonly timer: NodeJS.Timeout;
 
   constructor(
-    private readonly config: Config,
+    private readonly source: TlsSource,
     initial: TlsFiles,
     private readonly log: { info(o: object, m: string): void; error(o: object, m: string): void },
   ) {
     this.current = fingerprint(initial);
-    this.timer = setInterval(() => void this.check(), config.tls.reloadCheckSeconds * 1000);
+    this.timer = setInterval(() => void this.check(), source.reloadCheckSeconds * 1000);
     this.timer.unref();
   }
 
@@ -76,7 +82,7 @@ export class TlsReloader {
   private async look(): Promise<void> {
     let files: TlsFiles;
     try {
-      files = { cert: await readFile(this.config.tls.certFile), key: await readFile(this.config.tls.keyFile) };
+      files = { cert: await readFile(this.source.certFile), key: await readFile(this.source.keyFile) };
     } catch (err) {
       this.log.error({ err }, 'cannot read the TLS certificate or key; keeping the one in use');
       return;
@@ -92,7 +98,7 @@ export class TlsReloader {
     }
     for (const s of this.servers) s.setSecureContext(serverTlsOptions(files));
     this.current = f;
-    this.log.info({ certFile: this.config.tls.certFile }, 'reloaded the TLS certificate');
+    this.log.info({ certFile: this.source.certFile }, 'reloaded the TLS certificate');
   }
 
   close(): void {

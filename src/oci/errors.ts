@@ -34,6 +34,8 @@ export type ErrorCode =
   | 'REQUEST_TIMEOUT'
   | 'HEADERS_TOO_LARGE'
   | 'UNAVAILABLE'
+  | 'MISDIRECTED'
+  | 'BAD_GATEWAY'
   | 'UNKNOWN';
 
 const registry = new Map<ErrorCode, ErrorDescriptor>();
@@ -66,6 +68,8 @@ register('BAD_REQUEST', 400, 'bad request', 'The request is malformed at the HTT
 register('REQUEST_TIMEOUT', 408, 'request timeout', 'The request headers did not arrive within `http.headersTimeoutMs` (slow-loris protection); the connection is closed.');
 register('HEADERS_TOO_LARGE', 431, 'request header fields too large', 'The request header block is larger than `http.maxHeaderBytes`; the connection is closed.');
 register('UNAVAILABLE', 503, 'service unavailable', 'The registry is shutting down or a dependency is unavailable; retry later.');
+register('MISDIRECTED', 421, 'misdirected request', 'The gateway serves no site with that host name on this address, or the TLS server name (SNI) and the Host header name different sites.');
+register('BAD_GATEWAY', 502, 'bad gateway', 'The gateway could not get an answer from the registry behind it (connection refused or reset, TLS verification failed, or no answer within `limits.upstreamTimeoutMs`).');
 register('UNKNOWN', 500, 'unknown error', 'An unexpected error occurred; details are logged on the server under the request id, never returned.');
 
 export function describeError(code: ErrorCode): ErrorDescriptor {

@@ -19,6 +19,7 @@ import { freePort, startServer, type RunningServer } from '../testkit/server.js'
 import { findTool } from '../e2e/tools.js';
 import { buildImageLayout } from '../testkit/oci-layout.js';
 import { sleep } from '../testkit/process-probe.js';
+import { makeCa } from '../testkit/tls-ca.js';
 
 const exec = promisify(execFile);
 const inCI = process.env.CI === 'true';
@@ -26,21 +27,6 @@ const openssl = findTool('openssl');
 const skopeo = findTool('skopeo');
 const skipTls = openssl === undefined && !inCI ? 'openssl is not installed' : false;
 const skipSkopeo = (openssl === undefined || skopeo === undefined) && !inCI ? 'openssl or skopeo is not installed' : false;
-
-/** A CA, and leaf certificates it signs for 127.0.0.1, 127.0.0.2 and localhost. */
-async function makeCa(dir: string): Promise<{ ca: string; leaf(name: string): Promise<{ cert: string; key: string }> }> {
-  const o = (args: string[]): Promise<unknown> => exec(openssl as string, args, { cwd: dir, timeout: 30_000 });
-  await o(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-subj', '/CN=bulwark test CA', '-days', '2']);
-  await writeFile(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,IP:127.0.0.2,DNS:localhost\nextendedKeyUsage=serverAuth\n');
-  return {
-    ca: join(dir, 'ca.crt'),
-    leaf: async (name) => {
-      await o(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`]);
-      await o(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', 'san.ext']);
-      return { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
-    },
-  };
-}
 
 interface Handshake {
   readonly cert: PeerCertificate;

@@ -18,9 +18,9 @@ export function distributionAvailable(): boolean {
   }
 }
 
-export async function startDistribution(opts: { verbose?: boolean } = {}): Promise<RunningServer> {
+export async function startDistribution(opts: { verbose?: boolean; port?: number } = {}): Promise<RunningServer> {
   const dataDir = await mkdtemp(join(tmpdir(), 'distribution-'));
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
   const host = `127.0.0.1:${port}`;
   const config = [
     'version: 0.1',

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadConfig } from '../../src/config/index.js';
+import { HeaderRewriter, loadGatewayConfig } from '../../src/gateway/index.js';
 
 const root = new URL('../../examples/', import.meta.url).pathname;
 
@@ -15,4 +16,21 @@ test('examples/private-only: private listener, public access disabled, TLS, a bo
   assert.equal(c.urlBase, 'https://registry.internal.example.com', 'Location and Link name the registry host');
   assert.equal(c.dataEndpoint.url, 'https://data.internal.example.com');
   assert.equal(c.dataEndpoint.bindClientAddress, true);
+});
+
+test('examples/public-facing: the gateway in front, the registry private and trusting it', () => {
+  const g = loadGatewayConfig(join(root, 'public-facing', 'gateway.json'));
+  assert.deepEqual(g.sites.map((s) => [s.name, s.publicUrl]), [
+    ['registry', 'https://registry.example.com'],
+    ['data', 'https://data.example.com'],
+  ]);
+  assert.deepEqual(g.pools.map((p) => p.health.healthyStatuses), [[200, 401], [403]]);
+  const rewrite = new HeaderRewriter(g.rewrites, g.sites.map((s) => s.publicUrl));
+  assert.deepEqual(rewrite.location('https://data.internal.example.com/v2/app/blobs/sha256:ab?exp=1&k=a&sig=b'), { value: 'https://data.example.com/v2/app/blobs/sha256:ab?exp=1&k=a&sig=b' });
+  assert.deepEqual(rewrite.wwwAuthenticate('Bearer realm="https://registry.internal.example.com/oauth2/token",service="bulwark"'), { value: 'Bearer realm="https://registry.example.com/oauth2/token",service="bulwark"' });
+  assert.equal(g.waf.mode, 'Prevention');
+  const r = loadConfig({ file: join(root, 'public-facing', 'registry.json') });
+  assert.equal(r.network.publicAccess, 'Disabled');
+  assert.deepEqual(r.network.trustedProxies, ['10.0.1.4']);
+  assert.equal(r.urlBase, 'https://registry.internal.example.com');
 });

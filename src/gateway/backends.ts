@@ -1,0 +1,123 @@
+/**
+ * Backend pools: the upstream servers of a site, each reached with a keep-alive agent (TLS verified
+ * against the configured CA, never switched off), probed on a timer and taken out of rotation
+ * after `unhealthyThreshold` failed probes in a row. A registry is healthy when `/v2/` answers 200
+ * or 401 (it is up, and asks for a token); a data endpoint when it answers 403 to a request that
+ * carries no signed URL. Requests go round-robin to the healthy backends.
+ */
+import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { readFileSync } from 'node:fs';
+import type { BackendConfig, PoolConfig } from './config.js';
+import { MIN_TLS_VERSION } from '../network/tls.js';
+
+interface Log {
+  info(o: object, m: string): void;
+  warn(o: object, m: string): void;
+}
+
+export class Backend {
+  /** unknown until the first probe answers: nothing is sent to a backend never seen up */
+  healthy = false;
+  private failures = 0;
+  private readonly agent: HttpAgent;
+  private readonly secure: boolean;
+  readonly label: string;
+
+  constructor(readonly config: BackendConfig) {
+    this.secure = config.url.protocol === 'https:';
+    // Sockets are reused across requests; an idle one the backend closed is retried by node.
+    const options = { keepAlive: true, maxFreeSockets: 64, scheduling: 'lifo' as const };
+    this.agent = this.secure
+      ? new HttpsAgent({ ...options, ...(config.caFile !== undefined ? { ca: readFileSync(config.caFile) } : {}), servername: config.serverName, minVersion: MIN_TLS_VERSION, rejectUnauthorized: true })
+      : new HttpAgent(options);
+    this.label = config.url.origin;
+  }
+
+  /** Starts a request to this backend; `path` is the request target, already checked to start with `/`. */
+  request(method: string, path: string, headers: OutgoingHttpHeaders, timeoutMs: number): ClientRequest {
+    const u = this.config.url;
+    const options = { method, path, headers: { ...headers, host: this.config.hostHeader }, host: u.hostname.replace(/^\[|\]$/g, ''), port: u.port === '' ? undefined : Number(u.port), agent: this.agent, timeout: timeoutMs };
+    return this.secure ? httpsRequest({ ...options, servername: this.config.serverName }) : httpRequest(options);
+  }
+
+  /** One probe result; returns whether the health changed. */
+  record(ok: boolean, threshold: number): boolean {
+    const before = this.healthy;
+    this.failures = ok ? 0 : this.failures + 1;
+    this.healthy = ok || (this.healthy && this.failures < threshold);
+    return before !== this.healthy;
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}
+
+export class BackendPool {
+  readonly backends: readonly Backend[];
+  private next = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private probing: Promise<void> | undefined;
+
+  constructor(
+    readonly config: PoolConfig,
+    private readonly log: Log,
+  ) {
+    this.backends = config.backends.map((b) => new Backend(b));
+  }
+
+  /** The next healthy backend, round-robin; undefined when none is. */
+  pick(): Backend | undefined {
+    const n = this.backends.length;
+    for (let i = 0; i < n; i++) {
+      const b = this.backends[(this.next + i) % n];
+      if (b?.healthy === true) {
+        this.next = (this.next + i + 1) % n;
+        return b;
+      }
+    }
+    return undefined;
+  }
+
+  /** Probes every backend now, and then every interval. */
+  async start(): Promise<void> {
+    await this.probeAll();
+    this.timer = setInterval(() => {
+      this.probing ??= this.probeAll().finally(() => (this.probing = undefined));
+    }, this.config.health.intervalSeconds * 1000);
+    this.timer.unref();
+  }
+
+  private async probeAll(): Promise<void> {
+    await Promise.all(
+      this.backends.map(async (b) => {
+        const status = await this.probe(b);
+        const ok = status !== undefined && this.config.health.healthyStatuses.includes(status);
+        if (b.record(ok, this.config.health.unhealthyThreshold)) {
+          if (b.healthy) this.log.info({ pool: this.config.name, backend: b.label }, 'backend is healthy');
+          else this.log.warn({ pool: this.config.name, backend: b.label, status }, 'backend failed its health probes; taken out of rotation');
+        }
+      }),
+    );
+  }
+
+  private probe(b: Backend): Promise<number | undefined> {
+    return new Promise((resolve) => {
+      const req = b.request('GET', this.config.health.path, { 'user-agent': 'bulwark-gateway-probe' }, this.config.health.timeoutSeconds * 1000);
+      req.on('response', (res: IncomingMessage) => {
+        res.resume();
+        resolve(res.statusCode);
+      });
+      req.on('timeout', () => req.destroy(new Error('probe timed out')));
+      req.on('error', () => resolve(undefined));
+      req.end();
+    });
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    await this.probing;
+    for (const b of this.backends) b.close();
+  }
+}
