@@ -14,7 +14,7 @@ import { adminRoutes, createDataEndpoint, dataEndpointKind, dataUrlRedirect, dis
 import { createBlobStore, createMetadataStore, type BlobStore, type MetadataStore } from './storage/index.js';
 import { Rotator, assertNotEncrypted, createEncryption, keyVaultAudit, type Encryption } from './encryption/index.js';
 import type { KeyVault } from './keyvault/index.js';
-import { TlsReloader, UrlSigner, installNetworkGuard, prepareListeners, readTlsFiles, serverTlsOptions, type SecureServer } from './network/index.js';
+import { ClientIdentities, TlsReloader, UrlSigner, readUrlSecret, installNetworkGuard, prepareListeners, readTlsFiles, serverTlsOptions, type SecureServer } from './network/index.js';
 
 export interface App {
   readonly http: FastifyInstance;
@@ -84,6 +84,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
   // A new data folder is the registry's alone (keys, hashes, content): owner-only.
   if (config.storage.blobDriver === 'filesystem' || config.storage.metadataDriver === 'sqlite') await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const tlsFiles = readTlsFiles(config.tls);
+  // read before anything opens: a bad file stops the start with nothing to close
+  const sharedSecret = config.dataEndpoint.listen === '' || config.dataEndpoint.keyFile === '' ? undefined : await readUrlSecret(config.dataEndpoint.keyFile);
   const tls = tlsFiles === undefined ? undefined : serverTlsOptions(tlsFiles);
   const http = createHttpServer(config, tls);
   const bus = new EventBus((err, e) => http.log.error({ err, event: e.type }, 'failed to deliver event'));
@@ -153,7 +155,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
     if ((await auth.directory.admins()).some((a) => a.enabled)) {
       http.log.warn('the bootstrap admin is enabled (compliance finding BOOTSTRAP_ADMIN_ENABLED): assign an Owner, then `bulwark admin disable`');
     }
-    oauthRoutes(http, auth);
+    oauthRoutes(http, auth, new ClientIdentities(config.tls.clientIdentities));
     const ring = encryption?.ring;
     // One wrap/unwrap round trip per few seconds at most, however often health is asked for:
     // a read-only caller must not be able to load the vault (an HSM or Azure has quotas).
@@ -178,11 +180,11 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
   }
   // The dedicated data endpoint: blob GETs here redirect to signed URLs served there (ADR 0011).
   const de = config.dataEndpoint;
-  const signer = de.listen === '' ? undefined : new UrlSigner({ ttlMs: de.urlTtlSeconds * 1000, rotationMs: de.keyRotationSeconds * 1000, bindClientAddress: de.bindClientAddress });
+  const signer = de.listen === '' ? undefined : new UrlSigner({ ttlMs: de.urlTtlSeconds * 1000, rotationMs: de.keyRotationSeconds * 1000, bindClientAddress: de.bindClientAddress, ...(sharedSecret !== undefined ? { sharedSecret } : {}) });
   const dataApp = signer === undefined ? undefined : createDataEndpoint(config, registry, bus, signer, tls);
   warnAboutListenerKinds(config, http.log);
   if (dataApp !== undefined) tlsReloader?.add(dataApp.server as unknown as SecureServer);
-  distributionRoutes(http, registry, config, auth, signer === undefined ? undefined : dataUrlRedirect(config, signer));
+  distributionRoutes(http, registry, config, auth, signer === undefined ? undefined : dataUrlRedirect(config, signer, bus));
 
   const system = { client: { address: 'internal', userAgent: 'bulwark', requestId: 'upload-purge' } };
   const purge = setInterval(() => {

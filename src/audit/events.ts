@@ -6,6 +6,7 @@
 export type RegistryEventType =
   | 'blob.push'
   | 'blob.pull'
+  | 'blob.redirect'
   | 'blob.mount'
   | 'blob.delete'
   | 'manifest.push'

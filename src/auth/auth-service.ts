@@ -143,6 +143,19 @@ export class AuthService {
     return subject;
   }
 
+  /**
+   * A client certificate the TLS handshake verified, mapped to a service identity by
+   * `tls.clientIdentities` (ADR 0013). The identity must exist; the certificate is the credential.
+   */
+  async signInWithCertificate(principal: string, client: ClientInfo): Promise<Subject> {
+    const subject: Subject = { sub: principal, amr: ['mtls'] };
+    if (!principal.startsWith('service:') || !(await this.stillValid(subject))) {
+      this.audit('auth.failure', client, { principal, outcome: 'failure', reason: 'client certificate of an identity that does not exist' });
+      throw authError('UNAUTHORIZED', 'the identity this client certificate names does not exist');
+    }
+    return subject;
+  }
+
   /** The refresh_token grant. */
   async signInWithRefresh(refreshToken: string, client: ClientInfo): Promise<Subject> {
     try {
@@ -167,7 +180,8 @@ export class AuthService {
     let refreshToken: string | undefined;
     // A refresh token signs in but never begets another, whichever grant carried it: holding one
     // must not let it be renewed forever past a revocation.
-    if (opts.refresh === true && subject !== undefined && subject.fromRefresh !== true) refreshToken = await this.newRefreshToken(subject, now);
+    // Nor does a client certificate (ADR 0013): it can ask again at any time, and a refresh token would outlive the certificate.
+    if (opts.refresh === true && subject !== undefined && subject.fromRefresh !== true && subject.amr?.includes('mtls') !== true) refreshToken = await this.newRefreshToken(subject, now);
     this.audit('auth.token', client, {
       principal,
       outcome: 'success',

@@ -143,6 +143,11 @@ export function loadConfig(sources: LoadSources = {}): Config {
   const tlsOpts = out.tls as { certFile: string; keyFile: string };
   const tls = tlsOpts.certFile !== '' || tlsOpts.keyFile !== '';
   if (tls && (tlsOpts.certFile === '' || tlsOpts.keyFile === '')) problems.push('tls.certFile and tls.keyFile (BULWARK_TLS_CERT_FILE, BULWARK_TLS_KEY_FILE): give both, or neither');
+  const mtls = out.tls as { clientCaFile: string; clientAuth: string; clientIdentities: string[] };
+  if (mtls.clientAuth === 'required' && mtls.clientCaFile === '') problems.push('tls.clientAuth=required (BULWARK_TLS_CLIENT_AUTH): give tls.clientCaFile, the CAs that verify client certificates');
+  if (mtls.clientCaFile !== '' && !tls) problems.push('tls.clientCaFile (BULWARK_TLS_CLIENT_CA_FILE): client certificates need TLS (tls.certFile, tls.keyFile)');
+  if (mtls.clientIdentities.length > 0 && mtls.clientCaFile === '') problems.push('tls.clientIdentities (BULWARK_TLS_CLIENT_IDENTITIES): give tls.clientCaFile, the CAs that verify those certificates');
+  if (mtls.clientCaFile !== '') mtls.clientCaFile = resolve(mtls.clientCaFile);
   if (tls) {
     tlsOpts.certFile = resolve(tlsOpts.certFile);
     tlsOpts.keyFile = resolve(tlsOpts.keyFile);

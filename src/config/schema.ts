@@ -6,6 +6,7 @@
 
 import { parseCidr } from '../network/address.js';
 import { MAX_RULES, ruleProblem } from '../network/policy.js';
+import { clientIdentityProblem } from '../network/client-certs.js';
 
 export type OptionType = 'string' | 'integer' | 'boolean' | 'enum' | 'address' | 'list';
 
@@ -108,12 +109,16 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'tls.certFile', env: 'BULWARK_TLS_CERT_FILE', type: 'string', default: '', doc: 'PEM certificate chain of the HTTPS listeners. With `tls.keyFile`, every listener (`listen` and `network.listeners`) serves HTTPS only, TLS 1.2 or newer. Re-read when it changes, without a restart (`tls.reloadCheckSeconds`).' },
   { key: 'tls.keyFile', env: 'BULWARK_TLS_KEY_FILE', type: 'string', default: '', doc: 'PEM private key matching `tls.certFile` (keep it mode 0600).' },
   { key: 'tls.reloadCheckSeconds', env: 'BULWARK_TLS_RELOAD_CHECK_SECONDS', type: 'integer', min: 1, max: 3600, default: 30, doc: 'How often the certificate and key files are checked for a change; a changed pair that loads is used for new connections, one that does not is logged and ignored.' },
+  { key: 'tls.clientCaFile', env: 'BULWARK_TLS_CLIENT_CA_FILE', type: 'string', default: '', doc: 'PEM bundle of the CAs that sign client certificates (mutual TLS). When set, the HTTPS listeners ask every client for a certificate and verify it against these CAs; a verified certificate named in `tls.clientIdentities` signs in as that service identity at the token endpoint. Re-read with the certificate pair.' },
+  { key: 'tls.clientAuth', env: 'BULWARK_TLS_CLIENT_AUTH', type: 'enum', values: ['optional', 'required'], default: 'optional', doc: 'With `tls.clientCaFile`: `optional` serves clients without a certificate too (they sign in otherwise); `required` refuses the TLS handshake of any client without a certificate the CAs verify.' },
+  { key: 'tls.clientIdentities', env: 'BULWARK_TLS_CLIENT_IDENTITIES', type: 'list', default: '', doc: 'Which verified client certificates sign in as which service identity: comma-separated `service:<name>=sha256:<fingerprint>` (one certificate), `service:<name>=uri:<SAN URI>` (e.g. a SPIFFE ID) or `service:<name>=dns:<SAN DNS name>`; the first match decides. A certificate matching none signs nobody in.', item: clientIdentityProblem },
   { key: 'network.allowPlainHttp', env: 'BULWARK_NETWORK_ALLOW_PLAIN_HTTP', type: 'boolean', default: false, doc: 'Without TLS, Bulwark listens only on loopback addresses and refuses to start otherwise. `true` allows plain HTTP on any address (behind a TLS-terminating proxy on the same host or network) and logs a warning at every start.' },
   { key: 'dataEndpoint.listen', env: 'BULWARK_DATA_ENDPOINT_LISTEN', type: 'string', default: '', doc: 'The dedicated data endpoint\'s own listener, `host:port`. When set, blob GETs on the registry endpoint answer 307 with a short-lived signed URL on the data endpoint, which serves only such URLs (403 to anything else, never a listing). Empty: off, blobs are served by the registry endpoint.' },
   { key: 'dataEndpoint.url', env: 'BULWARK_DATA_ENDPOINT_URL', type: 'string', default: '', doc: 'The URL clients reach the data endpoint at (its host name, e.g. `https://data.example.com`), which the redirects name. Empty: `http(s)://<dataEndpoint.listen>`.' },
   { key: 'dataEndpoint.kind', env: 'BULWARK_DATA_ENDPOINT_KIND', type: 'enum', values: ['inherit', 'private', 'public'], default: 'inherit', doc: 'Whether the network rules apply on the data endpoint\'s listener (`public`) or not (`private`); `inherit` takes `network.listenKind`.' },
   { key: 'dataEndpoint.urlTtlSeconds', env: 'BULWARK_DATA_ENDPOINT_URL_TTL_SECONDS', type: 'integer', min: 5, max: 3600, default: 120, doc: 'How long a signed data URL is good for (it is checked when the download starts).' },
   { key: 'dataEndpoint.keyRotationSeconds', env: 'BULWARK_DATA_ENDPOINT_KEY_ROTATION_SECONDS', type: 'integer', min: 5, max: 86400, default: 3600, doc: 'How often the key that signs data URLs is replaced (in memory; the previous one keeps verifying). At least `dataEndpoint.urlTtlSeconds`.' },
+  { key: 'dataEndpoint.keyFile', env: 'BULWARK_DATA_ENDPOINT_KEY_FILE', type: 'string', default: '', doc: 'A secret (at least 32 bytes, e.g. `openssl rand -base64 48`; mode 0600) the data-URL signing keys are derived from, one per rotation period: every registry process given the same file signs and verifies the same URLs, across restarts. Empty: random keys in this process\'s memory.' },
   { key: 'dataEndpoint.bindClientAddress', env: 'BULWARK_DATA_ENDPOINT_BIND_CLIENT_ADDRESS', type: 'boolean', default: false, doc: 'Sign the client address into data URLs: only the address that was redirected may use one.' },
   { key: 'network.listenKind', env: 'BULWARK_NETWORK_LISTEN_KIND', type: 'enum', values: ['private', 'public'], default: 'private', doc: 'What the `listen` address is: `private` (like a private endpoint: open to its network, network rules do not apply) or `public` (the network rules apply). The default listens on loopback.' },
   { key: 'network.listeners', env: 'BULWARK_NETWORK_LISTENERS', type: 'list', default: '', doc: 'More addresses to serve on, beside `listen`: comma-separated `private=<host:port>` or `public=<host:port>` (IPv6 as `public=[::]:5443`).', item: (v) => (parseListener(v) === undefined ? 'expected private=<host:port> or public=<host:port>' : undefined) },
@@ -167,7 +172,14 @@ export interface Config {
     readonly pkcs11: { readonly module: string; readonly token: string; readonly pinEnv: string; readonly pinFile: string; readonly stateDir: string; readonly allowRawRsa: boolean };
     readonly azure: { readonly vaultUrl: string };
   };
-  readonly tls: { readonly certFile: string; readonly keyFile: string; readonly reloadCheckSeconds: number };
+  readonly tls: {
+    readonly certFile: string;
+    readonly keyFile: string;
+    readonly reloadCheckSeconds: number;
+    readonly clientCaFile: string;
+    readonly clientAuth: 'optional' | 'required';
+    readonly clientIdentities: readonly string[];
+  };
   readonly dataEndpoint: {
     /** '' when off */
     readonly listen: string;
@@ -175,6 +187,7 @@ export interface Config {
     readonly kind: 'inherit' | 'private' | 'public';
     readonly urlTtlSeconds: number;
     readonly keyRotationSeconds: number;
+    readonly keyFile: string;
     readonly bindClientAddress: boolean;
   };
   readonly network: {

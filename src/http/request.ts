@@ -1,4 +1,5 @@
 /** Request plumbing shared by every route family: who is asking, bounded bodies. */
+import type { PeerCertificate, TLSSocket } from 'node:tls';
 import type { FastifyRequest } from 'fastify';
 import type { IncomingMessage } from 'node:http';
 import type { ClientInfo } from '../audit/index.js';
@@ -56,3 +57,12 @@ export async function readBounded(raw: IncomingMessage, max: number, what: 'mani
   return Buffer.concat(chunks, size);
 }
 
+
+/** The client certificate of a TLS connection, only when the handshake verified it (mutual TLS, ADR 0013). */
+export function verifiedClientCertificate(req: FastifyRequest): PeerCertificate | undefined {
+  const socket = req.raw.socket as Partial<TLSSocket>;
+  // authorizationError too: a failed later handshake leaves `authorized` as it was (renegotiation is off, ADR 0013; belt and braces)
+  if (socket.encrypted !== true || socket.authorized !== true || (socket.authorizationError ?? undefined) !== undefined || socket.getPeerCertificate === undefined) return undefined;
+  const cert = socket.getPeerCertificate();
+  return cert.fingerprint256 === undefined || cert.fingerprint256 === '' ? undefined : cert;
+}

@@ -4,4 +4,5 @@ export { NetworkPolicy, parseRule, ruleProblem, MAX_RULES, type ListenerKind, ty
 export { DeniedEvents, installNetworkGuard, markSocket } from './guard.js';
 export { prepareListeners, type ExtraListeners } from './listeners.js';
 export { MIN_TLS_VERSION, TlsReloader, readTlsFiles, serverTlsOptions, type SecureServer, type TlsFiles, type TlsSource } from './tls.js';
-export { UrlSigner, type Signature, type SignedUrlOptions } from './signed-urls.js';
+export { UrlSigner, readUrlSecret, type Signature, type SignedUrlOptions } from './signed-urls.js';
+export { ClientIdentities, clientIdentityProblem, parseClientIdentity, type ClientIdentity } from './client-certs.js';

@@ -5,8 +5,8 @@
  * works only for the client it was issued to; skopeo pulls through the redirect unchanged.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { readFile, rm } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmod, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -155,6 +155,50 @@ describe('data endpoint with short-lived URLs bound to the client', () => {
     assert.equal((await http('GET', location, { from: '127.0.0.1' })).status, 200, 'the client it was issued to');
     await sleep(6_000);
     assert.equal((await http('GET', location, { from: '127.0.0.1' })).status, 403, 'expired');
+  });
+});
+
+describe('data URL keys shared through dataEndpoint.keyFile', () => {
+  test('a URL signed before a restart is honoured after it; without the file it is not; a readable key file is refused', async () => {
+    const dir = await tempDir('data-key-file');
+    const keyFile = join(dir, 'data-url.key');
+    await writeFile(keyFile, `${randomBytes(48).toString('base64')}\n`, { mode: 0o600 });
+    const dataPort = await freePort();
+    const port = await freePort();
+    const env = { BULWARK_DATA_ENDPOINT_LISTEN: `127.0.0.1:${dataPort}` };
+    let server = await startServer({ port, dataDir: join(dir, 'data'), env: { ...env, BULWARK_DATA_ENDPOINT_KEY_FILE: keyFile } });
+    try {
+      const blob = Buffer.from('shared-key-blob'.repeat(100));
+      const digest = await pushBlob(server, 'data/shared', blob);
+      const location = String((await http('GET', `${server.url}/v2/data/shared/blobs/${digest}`)).headers.location);
+      assert.match(location, /[?&]k=e[0-9a-z]+&/, 'a key named by its rotation period');
+      // the URL handed out is on record, without its signature
+      const sig = new URL(location).searchParams.get('sig') ?? '';
+      let redirect: { digest?: string; target?: string; client?: { address: string } } | undefined;
+      for (let i = 0; i < 40 && redirect === undefined; i++) {
+        const lines = (await readFile(join(dir, 'data', 'audit.log'), 'utf8').catch(() => '')).split('\n').filter((l) => l.includes('"blob.redirect"'));
+        redirect = lines.length > 0 ? (JSON.parse(lines[0] ?? '{}') as typeof redirect) : undefined;
+        if (redirect === undefined) await sleep(50);
+      }
+      assert.equal(redirect?.digest, digest);
+      assert.equal(redirect?.client?.address, '127.0.0.1');
+      assert.match(String(redirect?.target), /^data URL, key e[0-9a-z]+, expires \d{4}-.*, not bound to a client$/);
+      assert.ok(!JSON.stringify(redirect).includes(sig), 'never the signature');
+      await server.stop();
+      server = await startServer({ port, dataDir: join(dir, 'data'), env: { ...env, BULWARK_DATA_ENDPOINT_KEY_FILE: keyFile } });
+      const got = await http('GET', location);
+      assert.equal(got.status, 200, 'the restarted registry derives the same key');
+      assert.equal(sha(got.body), digest);
+      await server.stop();
+      server = await startServer({ port, dataDir: join(dir, 'data'), env });
+      assert.equal((await http('GET', location)).status, 403, 'random in-memory keys: a restart forgets them');
+      await server.stop();
+      await chmod(keyFile, 0o644);
+      await assert.rejects(startServer({ port, dataDir: join(dir, 'data'), env: { ...env, BULWARK_DATA_ENDPOINT_KEY_FILE: keyFile } }), /keyFile .* must be a regular file with mode 0600/);
+    } finally {
+      await server.dispose();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -54,6 +54,8 @@ export interface StartOptions {
   auth?: boolean;
   /** the server serves HTTPS (tls.certFile): wait for it with a TLS handshake trusting this CA */
   httpsCa?: Buffer;
+  /** ... presenting this client certificate (a server with tls.clientAuth=required) */
+  httpsClient?: { cert: Buffer; key: Buffer };
 }
 
 export async function startServer(opts: StartOptions = {}): Promise<RunningServer> {
@@ -69,14 +71,23 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
-  return supervise(child, { name: 'bulwark', host, port, dataDir, verbose: opts.verbose === true, removeDataDir: ownsDir, ...(opts.httpsCa !== undefined ? { httpsCa: opts.httpsCa } : {}) });
+  return supervise(child, {
+    name: 'bulwark',
+    host,
+    port,
+    dataDir,
+    verbose: opts.verbose === true,
+    removeDataDir: ownsDir,
+    ...(opts.httpsCa !== undefined ? { httpsCa: opts.httpsCa } : {}),
+    ...(opts.httpsClient !== undefined ? { httpsClient: opts.httpsClient } : {}),
+  });
 }
 
 /** Any answer to GET /v2/ over HTTPS, trusting `ca` (the certificate must name 127.0.0.1 or localhost). */
-function httpsAnswers(host: string, ca: Buffer): Promise<void> {
+function httpsAnswers(host: string, ca: Buffer, client?: { cert: Buffer; key: Buffer }): Promise<void> {
   const [hostname = '', port = ''] = [host.slice(0, host.lastIndexOf(':')), host.slice(host.lastIndexOf(':') + 1)];
   return new Promise((resolve, reject) => {
-    const req = httpsRequest({ host: hostname, port: Number(port), path: '/v2/', ca, agent: false, timeout: 2_000 }, (res) => {
+    const req = httpsRequest({ host: hostname, port: Number(port), path: '/v2/', ca, agent: false, timeout: 2_000, ...client }, (res) => {
       res.resume();
       res.on('end', () => resolve());
     });
@@ -116,7 +127,7 @@ export async function bootstrapCredentials(dataDir: string): Promise<Credentials
  */
 export async function supervise(
   child: ChildProcess,
-  o: { name: string; host: string; port: number; dataDir: string; verbose: boolean; removeDataDir: boolean; httpsCa?: Buffer },
+  o: { name: string; host: string; port: number; dataDir: string; verbose: boolean; removeDataDir: boolean; httpsCa?: Buffer; httpsClient?: { cert: Buffer; key: Buffer } },
 ): Promise<RunningServer> {
   let output = '';
   const collect = (b: Buffer): void => {
@@ -133,7 +144,7 @@ export async function supervise(
       throw new Error(`${o.name} exited during start (code ${String(child.exitCode)}):\n${output}`);
     }
     try {
-      if (o.httpsCa !== undefined) await httpsAnswers(o.host, o.httpsCa);
+      if (o.httpsCa !== undefined) await httpsAnswers(o.host, o.httpsCa, o.httpsClient);
       else await (await fetch(`http://${o.host}/v2/`)).arrayBuffer();
       break;
     } catch {

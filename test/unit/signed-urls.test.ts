@@ -45,3 +45,26 @@ test('keys rotate; the previous key still verifies the URLs it signed, the one b
   assert.equal(s.verify('GET', 'r', D, '-', { ...second, exp: String(Math.floor(now / 1000) + 5) }), 'unknown signing key', 'two rotations later the key is gone');
   assert.throws(() => new UrlSigner({ ttlMs: 10_000, rotationMs: 5_000, bindClientAddress: false }), /at least as long/);
 });
+
+test('with a shared secret, two processes sign and verify the same URLs, across restarts and period edges', () => {
+  let now = 5_000_000;
+  const secret = Buffer.from('0123456789abcdef0123456789abcdef-shared');
+  const options = { ttlMs: 60_000, rotationMs: 600_000, bindClientAddress: true, sharedSecret: secret, now: () => now };
+  const a = new UrlSigner(options);
+  const b = new UrlSigner(options);
+  const sig = a.sign('GET', 'team/app', D, '192.0.2.1');
+  assert.equal(b.verify('GET', 'team/app', D, '192.0.2.1', sig), undefined, 'another process verifies it');
+  assert.equal(new UrlSigner(options).verify('GET', 'team/app', D, '192.0.2.1', sig), undefined, 'and a restarted one');
+  assert.equal(b.verify('GET', 'team/app', D, '192.0.2.2', sig), 'bad signature', 'still bound to the client');
+  const other = new UrlSigner({ ...options, sharedSecret: Buffer.from('another-secret-another-secret-another') });
+  assert.notEqual(other.verify('GET', 'team/app', D, '192.0.2.1', sig), undefined, 'a different secret does not verify it');
+  // a process whose clock is a little ahead signs with the next period's key; the others accept it
+  const ahead = new UrlSigner({ ...options, now: () => (Math.floor(now / 600_000) + 1) * 600_000 + 1 });
+  const early = ahead.sign('GET', 'team/app', D, '192.0.2.1');
+  assert.notEqual(early.k, sig.k);
+  assert.equal(a.verify('GET', 'team/app', D, '192.0.2.1', early), undefined);
+  // two periods later the first key no longer verifies (the URL has long expired anyway)
+  now += 1_200_000;
+  assert.equal(b.verify('GET', 'team/app', D, '192.0.2.1', { ...sig, exp: String(Math.floor(now / 1000) + 30) }), 'unknown signing key');
+  assert.throws(() => new UrlSigner({ ...options, sharedSecret: Buffer.from('short') }), /at least 32 bytes/);
+});

@@ -9,7 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import type { SecureContextOptions } from 'node:tls';
 import type { EventBus } from '../../audit/index.js';
 import type { Config } from '../../config/index.js';
-import { clientAddressOf, createHttpServer, envelope } from '../../http/index.js';
+import { clientAddressOf, clientInfo, createHttpServer, envelope } from '../../http/index.js';
 import { installNetworkGuard, normalizeAddress, type UrlSigner } from '../../network/index.js';
 import { isRepositoryName, registryError, type Digest } from '../../oci/index.js';
 import type { Registry } from '../../registry/index.js';
@@ -55,11 +55,14 @@ export function createDataEndpoint(config: Config, registry: Registry, bus: Even
  * `bindClientAddress`, a client without an IP address (a proxy hop that says `unknown`) is
  * refused rather than given a URL every such client could use.
  */
-export function dataUrlRedirect(config: Config, signer: UrlSigner): BlobRedirect {
+export function dataUrlRedirect(config: Config, signer: UrlSigner, bus: EventBus): BlobRedirect {
   return (req, name, digest) => {
     const client = clientAddressOf(req);
     if (config.dataEndpoint.bindClientAddress && normalizeAddress(client) === undefined) throw registryError('DENIED', 'cannot bind a data URL to a client without an IP address');
     const s = signer.sign('GET', name, digest, client);
+    // every URL handed out is on record: who got a download capability for what, until when (never the signature)
+    const bound = config.dataEndpoint.bindClientAddress ? `bound to ${client}` : 'not bound to a client';
+    bus.emit({ type: 'blob.redirect', time: new Date().toISOString(), repository: name, digest, client: clientInfo(req), outcome: 'success', target: `data URL, key ${s.k}, expires ${new Date(Number(s.exp) * 1000).toISOString()}, ${bound}` });
     return `${config.dataEndpoint.url}/v2/${name}/blobs/${digest}?${new URLSearchParams({ exp: s.exp, k: s.k, sig: s.sig }).toString()}`;
   };
 }

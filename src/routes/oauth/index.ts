@@ -2,7 +2,8 @@
  * The token service endpoints (Docker "Token Authentication Specification" and its OAuth2
  * variant; ACR's `/oauth2/exchange`):
  * - `GET /oauth2/token?service=&scope=...` with optional Basic credentials (`offline_token=true`
- *   adds a refresh token);
+ *   adds a refresh token), or, without them, a client certificate that names a service identity
+ *   (mutual TLS: what docker, podman and skopeo send from `certs.d` when they have no password);
  * - `POST /oauth2/token`, form `grant_type=password|refresh_token`, `service`, `scope`,
  *   `username`/`password` or `refresh_token`, `access_type=offline` for a refresh token;
  * - `POST /oauth2/exchange`, form `grant_type=access_token`, `service`, `access_token=<OIDC token>`:
@@ -12,7 +13,8 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { parseScopes, type AuthService, type Issued, type Subject } from '../../auth/index.js';
-import { clientInfo, readBounded } from '../../http/index.js';
+import { clientInfo, readBounded, verifiedClientCertificate } from '../../http/index.js';
+import type { ClientIdentities } from '../../network/index.js';
 import { registryError } from '../../oci/index.js';
 
 const FORM_MAX_BYTES = 64 * 1024;
@@ -57,7 +59,19 @@ async function form(req: FastifyRequest): Promise<URLSearchParams> {
   return new URLSearchParams((await readBounded(req.raw, FORM_MAX_BYTES, 'body')).toString('utf8'));
 }
 
-export function oauthRoutes(app: FastifyInstance, auth: AuthService): void {
+/**
+ * The identity a request's client certificate signs in as (mutual TLS, ADR 0013): only a
+ * certificate the handshake verified against `tls.clientCaFile`, and only one named in
+ * `tls.clientIdentities`.
+ */
+async function certificateSubject(req: FastifyRequest, auth: AuthService, identities: ClientIdentities | undefined): Promise<Subject | undefined> {
+  if (identities === undefined || identities.size === 0) return undefined;
+  const cert = verifiedClientCertificate(req);
+  const principal = cert === undefined ? undefined : identities.principalOf(cert);
+  return principal === undefined ? undefined : auth.signInWithCertificate(principal, clientInfo(req));
+}
+
+export function oauthRoutes(app: FastifyInstance, auth: AuthService, identities?: ClientIdentities): void {
   app.get('/oauth2/token', async (req, reply) => {
     const url = req.raw.url ?? '';
     const q = new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '');
@@ -65,7 +79,8 @@ export function oauthRoutes(app: FastifyInstance, auth: AuthService): void {
     const scopes = parseScopes(q.getAll('scope'));
     const client = clientInfo(req);
     const creds = basic(req);
-    const subject: Subject | undefined = creds === undefined ? undefined : await auth.signIn(creds.username, creds.password, client);
+    // Basic credentials when given; otherwise the client certificate, when it names an identity
+    const subject: Subject | undefined = creds === undefined ? await certificateSubject(req, auth, identities) : await auth.signIn(creds.username, creds.password, client);
     // (a refresh token used as the password never begets another: AuthService.issue sees to it)
     send(reply, await auth.issue(subject, scopes, client, { refresh: q.get('offline_token') === 'true' }));
   });
