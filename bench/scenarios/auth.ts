@@ -14,8 +14,9 @@
 import { bootstrapCredentials, startServer, type Credentials, type RunningServer } from '../../test/testkit/server.js';
 import { RegistryClient } from '../client.js';
 import { boundedLoop, percentile, sum, type LoopResult } from '../load.js';
-import { ProcessMonitor } from '../procstats.js';
+import type { ProcessMonitor } from '../procstats.js';
 import { BearerToken, parseChallenge, TokenEndpoint, tokenAnswer } from '../token-client.js';
+import { watchExtraProcess } from '../extra-process.js';
 import type { Measurement, Scenario, ScenarioContext, Step } from '../types.js';
 import { configBlob, imageManifest, layerBlob } from './fixtures.js';
 
@@ -102,13 +103,8 @@ export const authScenario: Scenario = {
 async function setUp(ctx: ScenarioContext, repo: string, pullScope: string): Promise<AuthOn> {
   const server = await startServer({ auth: true });
   ctx.defer(() => server.dispose());
-  const pid = server.child.pid;
-  if (pid === undefined) throw new Error('auth-on server: no pid');
-  const monitor = new ProcessMonitor(pid);
-  monitor.start();
-  ctx.defer(async () => monitor.stop());
-  ctx.addProcess(() => monitor.cpuSecondsNow());
-  ctx.log(`auth-on Bulwark listening on ${server.url}, pid ${pid}, data in ${server.dataDir}`);
+  const monitor = watchExtraProcess(ctx, 'auth-on server', server.child.pid);
+  ctx.log(`auth-on Bulwark listening on ${server.url}, pid ${monitor.pid}, data in ${server.dataDir}`);
   const admin = await bootstrapCredentials(server.dataDir);
 
   const clients: RegistryClient[] = [];

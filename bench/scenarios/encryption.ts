@@ -20,7 +20,8 @@ import { startServer, type RunningServer } from '../../test/testkit/server.js';
 import { RegistryClient } from '../client.js';
 import { blobContent, digestOf, materialize, sha256 } from '../content.js';
 import { at, boundedLoop, MiB, percentile, sizeLabel, sum, type LoopResult } from '../load.js';
-import { ProcessMonitor } from '../procstats.js';
+import type { ProcessMonitor } from '../procstats.js';
+import { watchExtraProcess } from '../extra-process.js';
 import type { Measurement, Scenario, ScenarioContext, Step } from '../types.js';
 
 /** Goal of every encrypted / plaintext throughput ratio (the issue's target). */
@@ -248,13 +249,8 @@ function unwrapRows(concurrency: number, r: LoopResult, unwraps: number): Measur
 async function startExtra(ctx: ScenarioContext, name: string, env: Record<string, string>): Promise<Extra> {
   const server = await startServer({ env });
   ctx.defer(() => server.dispose());
-  const pid = server.child.pid;
-  if (pid === undefined) throw new Error(`${name} server: no pid`);
-  const monitor = new ProcessMonitor(pid);
-  monitor.start();
-  ctx.defer(async () => monitor.stop());
-  ctx.addProcess(() => monitor.cpuSecondsNow());
-  ctx.log(`${name} Bulwark listening on ${server.url}, pid ${pid}, data in ${server.dataDir}`);
+  const monitor = watchExtraProcess(ctx, `${name} server`, server.child.pid);
+  ctx.log(`${name} Bulwark listening on ${server.url}, pid ${monitor.pid}, data in ${server.dataDir}`);
   return { server, monitor };
 }
 

@@ -14,7 +14,8 @@ import { freePort } from '../../test/testkit/server.js';
 import { RegistryClient } from '../client.js';
 import { blobContent, digestOf } from '../content.js';
 import { boundedLoop, MiB, percentile, sizeLabel, sum, type LoopResult } from '../load.js';
-import { ProcessMonitor } from '../procstats.js';
+import type { ProcessMonitor } from '../procstats.js';
+import { watchExtraProcess } from '../extra-process.js';
 import type { Measurement, Scenario, ScenarioContext, Step } from '../types.js';
 import { configBlob, imageManifest, layerBlob } from './fixtures.js';
 
@@ -64,15 +65,10 @@ export const gatewayScenario: Scenario = {
           },
         );
         ctx.defer(() => gateway.stop());
-        const pid = gateway.child.pid;
-        if (pid === undefined) throw new Error('gateway: no pid');
-        const monitor = new ProcessMonitor(pid);
-        monitor.start();
-        ctx.defer(async () => monitor.stop());
-        ctx.addProcess(() => monitor.cpuSecondsNow());
+        const monitor = watchExtraProcess(ctx, 'gateway', gateway.child.pid);
         const clients = { direct: new RegistryClient(ctx.client.base.href), gateway: new RegistryClient(`http://127.0.0.1:${port}/`) };
         ctx.defer(async () => Object.values(clients).forEach((c) => c.close()));
-        ctx.log(`gateway on 127.0.0.1:${port}, pid ${pid}, in front of ${ctx.client.base.origin}`);
+        ctx.log(`gateway on 127.0.0.1:${port}, pid ${monitor.pid}, in front of ${ctx.client.base.origin}`);
         for (const plan of all) for (let k = 0; k < plan.rounds; k++) await clients.direct.pushMonolithic(repo, blobContent(`gateway-${plan.size}-${k}`, plan.size));
         monitor.begin();
         live = { gateway, monitor, clients };
