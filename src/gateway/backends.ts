@@ -19,6 +19,8 @@ interface Log {
 export class Backend {
   /** unknown until the first probe answers: nothing is sent to a backend never seen up */
   healthy = false;
+  /** whether a probe has run yet */
+  probed = false;
   private failures = 0;
   private readonly agent: HttpAgent;
   private readonly secure: boolean;
@@ -92,25 +94,31 @@ export class BackendPool {
   private async probeAll(): Promise<void> {
     await Promise.all(
       this.backends.map(async (b) => {
-        const status = await this.probe(b);
+        const { status, error } = await this.probe(b);
         const ok = status !== undefined && this.config.health.healthyStatuses.includes(status);
+        const first = !b.probed;
+        b.probed = true;
+        const where = { pool: this.config.name, backend: b.label, status, error };
         if (b.record(ok, this.config.health.unhealthyThreshold)) {
-          if (b.healthy) this.log.info({ pool: this.config.name, backend: b.label }, 'backend is healthy');
-          else this.log.warn({ pool: this.config.name, backend: b.label, status }, 'backend failed its health probes; taken out of rotation');
+          if (b.healthy) this.log.info(where, 'backend is healthy');
+          else this.log.warn(where, 'backend failed its health probes; taken out of rotation');
+        } else if (first && !ok) {
+          // never seen up: say why, or an operator sees only 503s (a wrong CA, a name the certificate does not hold)
+          this.log.warn(where, 'backend failed its first health probe; not in rotation');
         }
       }),
     );
   }
 
-  private probe(b: Backend): Promise<number | undefined> {
+  private probe(b: Backend): Promise<{ status?: number; error?: string }> {
     return new Promise((resolve) => {
       const req = b.request('GET', this.config.health.path, { 'user-agent': 'bulwark-gateway-probe' }, this.config.health.timeoutSeconds * 1000);
       req.on('response', (res: IncomingMessage) => {
         res.resume();
-        resolve(res.statusCode);
+        resolve(res.statusCode !== undefined ? { status: res.statusCode } : {});
       });
       req.on('timeout', () => req.destroy(new Error('probe timed out')));
-      req.on('error', () => resolve(undefined));
+      req.on('error', (err) => resolve({ error: err.message }));
       req.end();
     });
   }

@@ -98,7 +98,7 @@ function skopeo(h: Harness, args: string[], input?: string): Promise<{ stdout: s
   return run('unshare', ['--mount', '--', 'sh', '-c', script, h.hosts, 'skopeo', '--debug', '--policy', h.client.policyPath, ...args], { env: h.client.env, timeoutMs: 180_000, ...(input !== undefined ? { input } : {}) });
 }
 
-function gatewayConfig(h: Harness, port: number, registry: { url: string; hostHeader: string }, data?: { url: string; hostHeader: string }): object {
+function gatewayConfig(h: Harness, port: number, registry: { url: string; hostHeader: string; caFile?: string; serverName?: string }, data?: { url: string; hostHeader: string }): object {
   const tls = { certFile: h.site.cert, keyFile: h.site.key };
   return {
     sites: [
@@ -319,5 +319,68 @@ describe('gateway in front of Bulwark with token authentication and a data endpo
     assert.equal((await call(port, h.ca, { host: DATA, path: location.pathname })).status, 403, 'the data site serves only signed URLs');
     const text = JSON.stringify(gw.logs());
     assert.ok(!text.includes('sig=') && !text.includes(bearer) && !text.includes(admin.password), 'no signature, token or password in the gateway log');
+  });
+});
+
+describe('gateway to an HTTPS backend, verified against the internal CA', { skip }, () => {
+  let h: Harness;
+  let upstream: RunningServer;
+  let internalCa: string;
+  before(async () => {
+    h = await harness('gateway-https-backend');
+    const dir = join(h.dir, 'internal');
+    await mkdir(dir);
+    const pki = await makeCa(dir, 'DNS:registry.internal,IP:127.0.0.1', '/CN=bulwark internal CA');
+    internalCa = pki.ca;
+    const leaf = await pki.leaf('registry-internal');
+    const port = await freePort();
+    upstream = await startServer({
+      auth: true,
+      port,
+      httpsCa: await readFile(pki.ca),
+      env: { BULWARK_TLS_CERT_FILE: leaf.cert, BULWARK_TLS_KEY_FILE: leaf.key, BULWARK_EXTERNAL_URL: `https://registry.internal:${port}` },
+    });
+  });
+  after(async () => {
+    await upstream?.dispose();
+    await h?.client.dispose();
+    if (h !== undefined) await rm(h.dir, { recursive: true, force: true });
+  });
+
+  test('with the internal CA the backend is healthy and its https realm is rewritten to the public name', async () => {
+    const port = await freePort();
+    const gw = await startGateway(gatewayConfig(h, port, { url: upstream.url, hostHeader: `registry.internal:${upstream.port}`, caFile: internalCa }));
+    try {
+      const r = await call(port, h.ca, {});
+      assert.equal(r.status, 401);
+      assert.match(String(r.headers['www-authenticate']), new RegExp(`realm="https://${REGISTRY.replace(/\./g, '\\.')}:${port}/oauth2/token"`));
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  test('a backend whose certificate the configured CA does not verify never gets a request: 503, and the log says why', async () => {
+    const port = await freePort();
+    // the public CA instead of the internal one
+    const gw = await startGateway(gatewayConfig(h, port, { url: upstream.url, hostHeader: `registry.internal:${upstream.port}`, caFile: h.caFile }));
+    try {
+      assert.equal((await call(port, h.ca, {})).status, 503);
+      const line = await gw.waitForLog((l) => l.msg === 'backend failed its first health probe; not in rotation');
+      assert.match(String(line.error), /certificate/i);
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  test('nor one whose certificate does not hold the name the gateway expects', async () => {
+    const port = await freePort();
+    const gw = await startGateway(gatewayConfig(h, port, { url: upstream.url, hostHeader: `registry.internal:${upstream.port}`, caFile: internalCa, serverName: 'other.internal' }));
+    try {
+      assert.equal((await call(port, h.ca, {})).status, 503);
+      const line = await gw.waitForLog((l) => l.msg === 'backend failed its first health probe; not in rotation');
+      assert.match(String(line.error), /other\.internal|altnames/i);
+    } finally {
+      await gw.stop();
+    }
   });
 });
