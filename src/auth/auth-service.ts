@@ -54,6 +54,9 @@ const PASSWORD_CACHE_MAX = 10_000;
 /** live refresh tokens one identity may hold (devices, pipelines); the oldest goes first */
 export const MAX_LIVE_REFRESH_TOKENS = 50;
 
+/** The name failed token exchanges are counted under by the failure limiter (an exchange names no identity before it succeeds). */
+const EXCHANGE = '(oidc-exchange)';
+
 export class AuthService {
   readonly policy: AccessPolicy;
   readonly directory: Directory;
@@ -238,7 +241,15 @@ export class AuthService {
    * person `user:<sub>@<issuer>`. Anything else, or any verification failure, is 401.
    */
   async exchange(idToken: string, client: ClientInfo): Promise<{ refreshToken: string; subject: Subject }> {
+    // Failed exchanges count like failed sign-ins (per address, and under one name for all of them):
+    // each attempt may cost a JWKS fetch and a signature check, so guessing is throttled too.
+    const wait = this.limiter.retryAfter(EXCHANGE, client.address);
+    if (wait > 0) {
+      this.audit('auth.throttled', client, { principal: EXCHANGE, outcome: 'failure', reason: 'too many failed token exchanges' });
+      throw registryError('TOOMANYREQUESTS', 'too many failed token exchanges; retry later', { headers: { 'Retry-After': String(wait) } });
+    }
     const fail = (reason: string): never => {
+      this.limiter.fail(EXCHANGE, client.address);
       this.audit('auth.exchange', client, { outcome: 'failure', reason });
       throw authError('UNAUTHORIZED', 'the token cannot be exchanged: not from a trusted issuer for this registry, or invalid');
     };
@@ -272,6 +283,7 @@ export class AuthService {
       }
     }
     if (subject === undefined) return fail(lastError);
+    this.limiter.succeed(EXCHANGE, client.address);
     const refreshToken = await this.newRefreshToken(subject);
     this.audit('auth.exchange', client, { principal: subject.sub, outcome: 'success', target: issuer });
     return { refreshToken, subject };

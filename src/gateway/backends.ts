@@ -9,7 +9,7 @@ import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type In
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { readFileSync } from 'node:fs';
 import type { BackendConfig, PoolConfig } from './config.js';
-import { MIN_TLS_VERSION } from '../network/tls.js';
+import { MIN_TLS_VERSION } from '../network/index.js';
 
 interface Log {
   info(o: object, m: string): void;

@@ -6,9 +6,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
-import { parseCidr } from '../network/address.js';
-import { parseAddress } from '../config/schema.js';
-import type { ForwardedHeader } from '../network/client-address.js';
+import { parseCidr, type ForwardedHeader } from '../network/index.js';
+import { parseAddress } from '../config/index.js';
 
 export type RuleAction = 'Allow' | 'Block' | 'Log';
 export type WafMode = 'Detection' | 'Prevention';

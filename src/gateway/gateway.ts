@@ -7,12 +7,10 @@
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
-import { AddressSet, parseCidr, type Cidr } from '../network/address.js';
-import { TlsReloader, readTlsFiles, serverTlsOptions } from '../network/tls.js';
-import { closeAsIdle, connectionsCheckingIntervalMs } from '../http/server.js';
+import { AddressSet, parseCidr, type Cidr, TlsReloader, readTlsFiles, serverTlsOptions, GeoDatabase } from '../network/index.js';
+import { closeAsIdle, connectionsCheckingIntervalMs } from '../http/index.js';
 import { BackendPool } from './backends.js';
 import type { GatewayConfig, SiteConfig } from './config.js';
-import { GeoDatabase } from './geo.js';
 import { handle, type GatewayLog, type Site } from './proxy.js';
 import { HeaderRewriter } from './rewrite.js';
 import { Waf } from './waf.js';

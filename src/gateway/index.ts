@@ -2,4 +2,4 @@ export { loadGatewayConfig, parseGatewayConfig, GatewayConfigError, type Gateway
 export { startGateway, type RunningGateway } from './gateway.js';
 export { HeaderRewriter, type Rewritten } from './rewrite.js';
 export { Waf, type WafRequest, type WafVerdict } from './waf.js';
-export { GeoDatabase, UNKNOWN_COUNTRY } from './geo.js';
+

@@ -7,9 +7,8 @@
  * matching requests in the current window. A request no rule decides is let through: the network
  * rules of the registry behind the gateway are the deny-by-default layer (ADR 0012).
  */
-import { AddressSet, parseCidr, type Cidr } from '../network/address.js';
+import { AddressSet, parseCidr, type Cidr, UNKNOWN_COUNTRY } from '../network/index.js';
 import type { Condition, RuleAction, WafMode, WafRule } from './config.js';
-import { UNKNOWN_COUNTRY } from './geo.js';
 
 export interface WafRequest {
   readonly method: string;

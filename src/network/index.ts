@@ -6,3 +6,4 @@ export { prepareListeners, type ExtraListeners } from './listeners.js';
 export { MIN_TLS_VERSION, TlsReloader, readTlsFiles, serverTlsOptions, type SecureServer, type TlsFiles, type TlsSource } from './tls.js';
 export { UrlSigner, readUrlSecret, type Signature, type SignedUrlOptions } from './signed-urls.js';
 export { ClientIdentities, clientIdentityProblem, parseClientIdentity, type ClientIdentity } from './client-certs.js';
+export { GeoDatabase, UNKNOWN_COUNTRY } from './geo.js';

@@ -115,6 +115,19 @@ describe('sign-in throttling', () => {
     assertThrottled(await signIn(refresh, '10.0.5.3'), 'refresh username');
   });
 
+  it('failed token exchanges (/oauth2/exchange) are throttled per address too, and audited as auth.throttled', async () => {
+    const exchange = (address: string): Promise<Res> =>
+      t.req('POST', '/oauth2/exchange', {
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        payload: new URLSearchParams({ grant_type: 'access_token', service: 'bulwark', access_token: 'eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwczovL2lkcC5leGFtcGxlIn0.c2ln' }).toString(),
+        remoteAddress: address,
+      });
+    for (let i = 0; i < 3; i++) assertFailed(await exchange('192.0.2.61'), `exchange ${i + 1}`);
+    assertThrottled(await exchange('192.0.2.61'), 'the fourth');
+    assert.ok(events.of('auth.throttled').some((e) => e.principal === '(oidc-exchange)' && e.client.address === '192.0.2.61'));
+    assertFailed(await exchange('192.0.2.62'), 'another address is not affected');
+  });
+
   it('over-long usernames count as one identity (the first 100 characters), so they cannot dodge the limit', async () => {
     const prefix = 'x'.repeat(100);
     for (let i = 0; i < 3; i++) assertFailed(await signIn({ username: `${prefix}${i}`, password: 'guess' }, '10.0.6.1'), `long ${i}`);

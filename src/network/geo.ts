@@ -1,8 +1,8 @@
 /**
- * Country of a client address, from a MaxMind GeoLite2/GeoIP2 Country (or City) database file,
- * read with the `maxmind` package: no look-up ever leaves the machine. The file is polled, and a
- * changed file (the weekly geoipupdate) replaces the one in use only when it opens as a database;
- * a broken download is logged and the old data kept.
+ * Country of a client address (the gateway's geo rules, ADR 0012), from a MaxMind GeoLite2/GeoIP2
+ * Country (or City) database file, read with the `maxmind` package: no look-up ever leaves the
+ * machine. The file is polled, and a changed file (the weekly geoipupdate) replaces the one in
+ * use only when it opens as a database; a broken download is logged and the old data kept.
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
