@@ -7,34 +7,21 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, readFile, rm, writeFile } from 'node:fs/promises';
-import { request } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { freePort, startServer, type RunningServer } from '../testkit/server.js';
 import { sleep } from '../testkit/process-probe.js';
+import { send, type Reply } from '../testkit/request.js';
 import { buildImageLayout } from '../testkit/oci-layout.js';
 import { findTool, loginArgs, makeClientEnv, run, startTarget, tempDir, type ClientEnv, type TargetServer } from '../e2e/tools.js';
 
 const sha = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-interface Res {
-  readonly status: number;
-  readonly headers: Record<string, string | string[] | undefined>;
-  readonly body: Buffer;
-}
+type Res = Reply;
 
 /** One request from a chosen local address, redirects not followed. */
 function http(method: string, url: string, opts: { from?: string; headers?: Record<string, string>; body?: Buffer } = {}): Promise<Res> {
-  return new Promise((resolve, reject) => {
-    const u = new URL(url);
-    const req = request({ host: u.hostname, port: u.port, path: `${u.pathname}${u.search}`, method, headers: opts.headers, agent: false, ...(opts.from !== undefined ? { localAddress: opts.from } : {}) }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (c: Buffer) => parts.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) }));
-    });
-    req.on('error', reject);
-    req.end(opts.body);
-  });
+  return send(url, { method, ...(opts.headers !== undefined ? { headers: opts.headers } : {}), ...(opts.body !== undefined ? { body: opts.body } : {}), ...(opts.from !== undefined ? { localAddress: opts.from } : {}) });
 }
 
 const code = (r: Res): string | undefined => (JSON.parse(r.body.toString('utf8') || '{}') as { errors?: Array<{ code: string }> }).errors?.[0]?.code;

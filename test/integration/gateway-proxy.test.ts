@@ -23,6 +23,7 @@ import { distributionAvailable, startDistribution } from '../testkit/distributio
 import { startGateway, type RunningGateway } from '../testkit/gateway.js';
 import { bootstrapCredentials, freePort, startServer, type RunningServer } from '../testkit/server.js';
 import { makeCa } from '../testkit/tls-ca.js';
+import { send, type Reply } from '../testkit/request.js';
 import { generatedBytes, sampleRss } from '../testkit/process-probe.js';
 
 const inCI = process.env.CI === 'true';
@@ -32,39 +33,19 @@ const skip = (missing.length > 0 || !distributionAvailable()) && !inCI ? `missin
 const REGISTRY = 'registry.bulwark.test';
 const DATA = 'data.bulwark.test';
 
-interface Reply {
-  readonly status: number;
-  readonly headers: Record<string, string | string[] | undefined>;
-  readonly body: string;
-}
-
 /** One HTTPS request to the gateway at 127.0.0.1, for host name `host` (SNI and Host), trusting only the test CA. */
 function call(port: number, ca: Buffer, o: { host?: string; method?: string; path?: string; headers?: Record<string, string>; sni?: string; localAddress?: string }): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const host = o.host ?? REGISTRY;
-    const sni = o.sni ?? host;
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port,
-        ca,
-        // SNI as given (none when empty); the certificate is always checked, against the name in Host
-        servername: sni,
-        checkServerIdentity: (_h: string, cert: PeerCertificate) => checkServerIdentity(host, cert),
-        method: o.method ?? 'GET',
-        path: o.path ?? '/v2/',
-        headers: { host: `${host}:${port}`, ...o.headers },
-        agent: false,
-        ...(o.localAddress !== undefined ? { localAddress: o.localAddress } : {}),
-      },
-      (res) => {
-      let body = '';
-      res.on('data', (b: Buffer) => (body += b.toString('latin1')));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-      },
-    );
-    req.on('error', reject);
-    req.end();
+  const host = o.host ?? REGISTRY;
+  return send(`https://127.0.0.1:${port}${o.path ?? '/v2/'}`, {
+    method: o.method ?? 'GET',
+    headers: { host: `${host}:${port}`, ...o.headers },
+    ...(o.localAddress !== undefined ? { localAddress: o.localAddress } : {}),
+    tls: {
+      ca,
+      // SNI as given (none when empty); the certificate is always checked, against the name in Host
+      servername: o.sni ?? host,
+      checkServerIdentity: (_h: string, cert: PeerCertificate) => checkServerIdentity(host, cert),
+    },
   });
 }
 
@@ -90,6 +71,12 @@ async function harness(name: string): Promise<Harness> {
   // no registry is marked insecure: the only trust is the CA in --cert-dir
   const client = await makeClientEnv('nothing.invalid');
   return { dir, ca: await readFile(pki.ca), caFile: pki.ca, certs, hosts, client, site };
+}
+
+async function disposeHarness(h: Harness | undefined): Promise<void> {
+  if (h === undefined) return;
+  await h.client.dispose();
+  await rm(h.dir, { recursive: true, force: true });
 }
 
 /** skopeo with `/etc/hosts` replaced, in its own mount namespace, by the harness's (public names → loopback). */
@@ -140,8 +127,7 @@ describe('gateway in front of CNCF Distribution', { skip }, () => {
   after(async () => {
     await gw?.stop();
     await upstream?.dispose();
-    await h?.client.dispose();
-    if (h !== undefined) await rm(h.dir, { recursive: true, force: true });
+    await disposeHarness(h);
   });
 
   test('skopeo pushes and pulls by the public name; upload Locations are rewritten from the private one', { timeout: 300_000 }, async () => {
@@ -200,7 +186,7 @@ describe('gateway in front of CNCF Distribution', { skip }, () => {
       await g.waitForLog((l) => l.msg === 'backend failed its health probes; taken out of rotation');
       const r = await call(p, h.ca, {});
       assert.equal(r.status, 503);
-      assert.equal((JSON.parse(r.body) as { errors: { code: string }[] }).errors[0]?.code, 'UNAVAILABLE');
+      assert.equal((JSON.parse(r.text) as { errors: { code: string }[] }).errors[0]?.code, 'UNAVAILABLE');
       // the same address again, as a restarted registry would come back
       const healthyBefore = g.logs().filter((l) => l.msg === 'backend is healthy').length;
       const back = await startDistributionOn(down.port);
@@ -270,8 +256,7 @@ describe('gateway in front of Bulwark with token authentication and a data endpo
   after(async () => {
     await gw?.stop();
     await upstream?.dispose();
-    await h?.client.dispose();
-    if (h !== undefined) await rm(h.dir, { recursive: true, force: true });
+    await disposeHarness(h);
   });
 
   test('the token realm names the public host, and an anonymous request is challenged through the gateway', async () => {
@@ -303,11 +288,11 @@ describe('gateway in front of Bulwark with token authentication and a data endpo
     const admin = await bootstrapCredentials(upstream.dataDir);
     const basic = Buffer.from(`${admin.username}:${admin.password}`).toString('base64');
     const token = await call(port, h.ca, { path: `/oauth2/token?service=bulwark&scope=${encodeURIComponent('repository:gw/bulwark:pull')}`, headers: { authorization: `Basic ${basic}` } });
-    assert.equal(token.status, 200, token.body);
-    const bearer = (JSON.parse(token.body) as { token: string }).token;
+    assert.equal(token.status, 200, token.text);
+    const bearer = (JSON.parse(token.text) as { token: string }).token;
     const manifest = await call(port, h.ca, { path: '/v2/gw/bulwark/manifests/v1', headers: { authorization: `Bearer ${bearer}`, accept: 'application/vnd.oci.image.manifest.v1+json' } });
     assert.equal(manifest.status, 200);
-    const layer = (JSON.parse(manifest.body) as { layers: { digest: string }[] }).layers[0]?.digest ?? '';
+    const layer = (JSON.parse(manifest.text) as { layers: { digest: string }[] }).layers[0]?.digest ?? '';
     // from 127.0.0.2: the upstream binds the URL to the address the gateway forwards, not to the gateway's own
     const blob = await call(port, h.ca, { path: `/v2/gw/bulwark/blobs/${layer}`, headers: { authorization: `Bearer ${bearer}` }, localAddress: '127.0.0.2' });
     assert.equal(blob.status, 307);
@@ -343,8 +328,7 @@ describe('gateway to an HTTPS backend, verified against the internal CA', { skip
   });
   after(async () => {
     await upstream?.dispose();
-    await h?.client.dispose();
-    if (h !== undefined) await rm(h.dir, { recursive: true, force: true });
+    await disposeHarness(h);
   });
 
   test('with the internal CA the backend is healthy and its https realm is rewritten to the public name', async () => {

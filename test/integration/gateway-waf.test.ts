@@ -9,7 +9,6 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
-import { request } from 'node:http';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +18,7 @@ import { distributionAvailable, startDistribution } from '../testkit/distributio
 import { gatewayRefuses, startGateway, type RunningGateway } from '../testkit/gateway.js';
 import { freePort, type RunningServer } from '../testkit/server.js';
 import { rawExchange } from '../testkit/raw-http.js';
+import { send, type Reply } from '../testkit/request.js';
 import { sleep } from '../testkit/process-probe.js';
 
 const skip = !distributionAvailable() && process.env.CI !== 'true' ? 'docker-registry is not installed' : false;
@@ -30,26 +30,9 @@ const WORLD: CountryNetwork[] = [
   { cidr: '2001:db8:900d::/48', country: 'CH' },
 ];
 
-interface Reply {
-  readonly status: number;
-  readonly headers: Record<string, string | string[] | undefined>;
-  readonly body: string;
-}
-
 /** One request to the gateway, from `localAddress`, with the headers given. */
 function call(port: number, o: { method?: string; path?: string; headers?: Record<string, string>; localAddress?: string } = {}): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      { host: '127.0.0.1', port, method: o.method ?? 'GET', path: o.path ?? '/v2/', headers: { host: 'registry.bulwark.test', ...o.headers }, agent: false, ...(o.localAddress !== undefined ? { localAddress: o.localAddress } : {}) },
-      (res) => {
-        let body = '';
-        res.on('data', (b: Buffer) => (body += b.toString()));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
+  return send(`http://127.0.0.1:${port}${o.path ?? '/v2/'}`, { method: o.method ?? 'GET', headers: { host: 'registry.bulwark.test', ...o.headers }, ...(o.localAddress !== undefined ? { localAddress: o.localAddress } : {}) });
 }
 
 const from = (address: string): { headers: Record<string, string> } => ({ headers: { 'x-forwarded-for': address } });
@@ -98,10 +81,10 @@ describe('gateway WAF', { skip }, () => {
     assert.equal(r.status, 403);
     const reference = r.headers['x-bulwark-reference'];
     assert.match(String(reference), /^[0-9a-f]{16}$/);
-    const body = JSON.parse(r.body) as { errors: { code: string; message: string }[] };
+    const body = JSON.parse(r.text) as { errors: { code: string; message: string }[] };
     assert.equal(body.errors[0]?.code, 'DENIED');
     assert.ok(body.errors[0]?.message.includes(String(reference)), body.errors[0]?.message);
-    assert.ok(!r.body.includes('embargo'), 'the client is not told which rule matched');
+    assert.ok(!r.text.includes('embargo'), 'the client is not told which rule matched');
     const line = await gw.waitForLog((l) => l.reference === reference && l.msg === 'waf blocked a request');
     assert.equal(line.rule, 'embargo');
     assert.equal(line.country, 'KP');
@@ -158,7 +141,7 @@ describe('gateway WAF', { skip }, () => {
     for (const path of ['/v2/%2e%2e/api/v1/tokens', '/v2//api/v1', '/v2/a%2Fb/tags/list', '/v2/%zz']) {
       const r = await call(port, { ...from('203.0.113.5'), path });
       assert.equal(r.status, 400, path);
-      assert.equal((JSON.parse(r.body) as { errors: { code: string }[] }).errors[0]?.code, 'BAD_REQUEST');
+      assert.equal((JSON.parse(r.text) as { errors: { code: string }[] }).errors[0]?.code, 'BAD_REQUEST');
     }
   });
 
@@ -169,7 +152,7 @@ describe('gateway WAF', { skip }, () => {
     const r = await call(port, from('203.0.113.99'));
     assert.equal(r.status, 429);
     assert.ok(Number(r.headers['retry-after']) >= 1 && Number(r.headers['retry-after']) <= 60, String(r.headers['retry-after']));
-    assert.equal((JSON.parse(r.body) as { errors: { code: string }[] }).errors[0]?.code, 'TOOMANYREQUESTS');
+    assert.equal((JSON.parse(r.text) as { errors: { code: string }[] }).errors[0]?.code, 'TOOMANYREQUESTS');
     assert.equal((await call(port, from('203.0.113.98'))).status, 200);
   });
 
@@ -293,7 +276,7 @@ describe('gateway request framing and backend failures', () => {
     const t0 = performance.now();
     const r = await call(port, { path: '/reset' });
     assert.equal(r.status, 502);
-    assert.equal((JSON.parse(r.body) as { errors: { code: string }[] }).errors[0]?.code, 'BAD_GATEWAY');
+    assert.equal((JSON.parse(r.text) as { errors: { code: string }[] }).errors[0]?.code, 'BAD_GATEWAY');
     assert.ok(performance.now() - t0 < 3000);
     await gw.waitForLog((l) => l.msg === 'failed to get an answer from the backend' && l.path === '/reset');
   });
@@ -307,7 +290,7 @@ describe('gateway request framing and backend failures', () => {
     const r = await call(port, { path: '/leak' });
     assert.equal(r.status, 502);
     assert.equal(r.headers.location, undefined);
-    assert.ok(!r.body.includes('secret.internal'), r.body);
+    assert.ok(!r.text.includes('secret.internal'), r.text);
     const line = await gw.waitForLog((l) => l.origin === 'http://secret.internal:9000');
     assert.equal(line.header, 'location');
   });

@@ -7,7 +7,6 @@
  */
 import assert from 'node:assert/strict';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { request } from 'node:https';
 import { once } from 'node:events';
 import { connect } from 'node:tls';
 import { join } from 'node:path';
@@ -17,6 +16,7 @@ import { findTool, makeClientEnv, run, runExpectingFailure, tempDir, type Client
 import { buildImageLayout } from '../testkit/oci-layout.js';
 import { bootstrapCredentials, startServer, type RunningServer } from '../testkit/server.js';
 import { makeCa } from '../testkit/tls-ca.js';
+import { send, type Reply } from '../testkit/request.js';
 
 const inCI = process.env.CI === 'true';
 const skip = (findTool('openssl') === undefined || findTool('skopeo') === undefined) && !inCI ? 'openssl or skopeo is not installed' : false;
@@ -26,21 +26,8 @@ interface Pair {
   readonly key: Buffer;
 }
 
-interface Reply {
-  readonly status: number;
-  readonly body: string;
-}
-
 function get(port: number, ca: Buffer, path: string, o: { client?: Pair; headers?: Record<string, string> } = {}): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, ca, servername: 'localhost', agent: false, headers: o.headers ?? {}, ...(o.client !== undefined ? { cert: o.client.cert, key: o.client.key } : {}) }, (res) => {
-      let body = '';
-      res.on('data', (b: Buffer) => (body += b.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
+  return send(`https://127.0.0.1:${port}${path}`, { headers: o.headers ?? {}, tls: { ca, servername: 'localhost', ...(o.client !== undefined ? { cert: o.client.cert, key: o.client.key } : {}) } });
 }
 
 const granted = (body: string): string[] => ((decodeJwt((JSON.parse(body) as { token: string }).token).access ?? []) as { name: string; actions: string[] }[]).map((a) => `${a.name}:${a.actions.join(',')}`);
@@ -88,17 +75,16 @@ describe('mutual TLS: a client certificate signs in as a service identity', { sk
     const admin = await bootstrapCredentials(server.dataDir);
     const basic = `Basic ${Buffer.from(`${admin.username}:${admin.password}`).toString('base64')}`;
     const t = await get(server.port, serverCa, `/oauth2/token?service=bulwark&scope=${encodeURIComponent('registry:admin:read,write,access')}`, { headers: { authorization: basic } });
-    const adminToken = (JSON.parse(t.body) as { token: string }).token;
+    const adminToken = (JSON.parse(t.text) as { token: string }).token;
     const api = async (path: string, body: object): Promise<number> =>
-      new Promise((resolve, reject) => {
-        const data = JSON.stringify(body);
-        const req = request({ host: '127.0.0.1', port: server.port, path: `/api/v1${path}`, method: 'POST', ca: serverCa, servername: 'localhost', agent: false, headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } }, (res) => {
-          res.resume();
-          res.on('end', () => resolve(res.statusCode ?? 0));
-        });
-        req.on('error', reject);
-        req.end(data);
-      });
+      (
+        await send(`https://127.0.0.1:${server.port}/api/v1${path}`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+          tls: { ca: serverCa, servername: 'localhost' },
+        })
+      ).status;
     assert.equal(await api('/service-identities', { name: 'ci-runner' }), 201);
     assert.equal(await api('/role-assignments', { principal: 'service:ci-runner', role: 'AcrPull', scope: 'mtls/*' }), 201);
     client = await makeClientEnv('nothing.invalid');
@@ -119,13 +105,13 @@ describe('mutual TLS: a client certificate signs in as a service identity', { sk
 
   test('the mapped certificate gets a token for its identity, with what its role grants', async () => {
     const r = await get(server.port, serverCa, TOKEN, { client: ci });
-    assert.equal(r.status, 200, r.body);
-    assert.deepEqual(granted(r.body), ['mtls/app:pull']);
-    const claims = decodeJwt((JSON.parse(r.body) as { token: string }).token);
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(granted(r.text), ['mtls/app:pull']);
+    const claims = decodeJwt((JSON.parse(r.text) as { token: string }).token);
     assert.equal(claims.sub, 'service:ci-runner');
     assert.deepEqual(claims.amr, ['mtls']);
     const offline = await get(server.port, serverCa, `${TOKEN}&offline_token=true`, { client: ci });
-    assert.equal((JSON.parse(offline.body) as { refresh_token?: string }).refresh_token, undefined, 'no refresh token: it would outlive the certificate');
+    assert.equal((JSON.parse(offline.text) as { refresh_token?: string }).refresh_token, undefined, 'no refresh token: it would outlive the certificate');
   });
 
   test('a TLS 1.2 renegotiation is refused: the verified certificate cannot be swapped for another on the same connection', async () => {
@@ -144,15 +130,15 @@ describe('mutual TLS: a client certificate signs in as a service identity', { sk
   test('no certificate, one from a CA nobody trusts, or one no entry names: anonymous, granted nothing', async () => {
     for (const [what, pair] of [['none', undefined], ['untrusted CA, same SAN', rogue], ['unmapped', unmapped]] as const) {
       const r = await get(server.port, serverCa, TOKEN, pair !== undefined ? { client: pair } : {});
-      assert.equal(r.status, 200, `${what}: ${r.body}`);
-      assert.deepEqual(granted(r.body), [], what);
+      assert.equal(r.status, 200, `${what}: ${r.text}`);
+      assert.deepEqual(granted(r.text), [], what);
     }
   });
 
   test('a certificate naming an identity that does not exist is refused', async () => {
     const r = await get(server.port, serverCa, TOKEN, { client: ghost });
     assert.equal(r.status, 401);
-    assert.match(r.body, /does not exist/);
+    assert.match(r.text, /does not exist/);
   });
 
   test('skopeo pulls with only the certificate in its --cert-dir: no login, no password', { timeout: 180_000 }, async () => {

@@ -7,13 +7,14 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { createServer, request } from 'node:http';
+import { createServer } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { freePort, startServer, type RunningServer } from '../testkit/server.js';
 import { OciClient } from '../testkit/oci-client.js';
 import { sleep } from '../testkit/process-probe.js';
+import { send } from '../testkit/request.js';
 
 interface Answer {
   readonly status: number;
@@ -22,29 +23,18 @@ interface Answer {
 }
 
 /** GET /v2/ on host:port from a chosen local address, with extra headers. */
-function get(host: string, port: number, from: string | undefined, headers: Record<string, string> = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host, port, path: '/v2/', method: 'GET', headers, ...(from !== undefined ? { localAddress: from } : {}), agent: false, timeout: 10_000 }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (c: Buffer) => parts.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(parts).toString('utf8');
-        let code: string | undefined;
-        let message = '';
-        try {
-          const body = JSON.parse(text) as { errors?: Array<{ code: string; message: string }> };
-          code = body.errors?.[0]?.code;
-          message = body.errors?.[0]?.message ?? '';
-        } catch {
-          // not an envelope
-        }
-        resolve({ status: res.statusCode ?? 0, code, message });
-      });
-    });
-    req.on('timeout', () => req.destroy(new Error('timed out')));
-    req.on('error', reject);
-    req.end();
-  });
+async function get(host: string, port: number, from: string | undefined, headers: Record<string, string> = {}): Promise<Answer> {
+  const r = await send(`http://${host.includes(':') ? `[${host}]` : host}:${port}/v2/`, { headers, ...(from !== undefined ? { localAddress: from } : {}) });
+  let code: string | undefined;
+  let message = '';
+  try {
+    const body = JSON.parse(r.text) as { errors?: Array<{ code: string; message: string }> };
+    code = body.errors?.[0]?.code;
+    message = body.errors?.[0]?.message ?? '';
+  } catch {
+    // not an envelope
+  }
+  return { status: r.status, code, message };
 }
 
 const PROXY = '127.0.0.20';

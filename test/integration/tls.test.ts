@@ -8,7 +8,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { request } from 'node:https';
 import { connect, type PeerCertificate } from 'node:tls';
 import { X509Certificate as X509 } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -20,6 +19,7 @@ import { findTool } from '../e2e/tools.js';
 import { buildImageLayout } from '../testkit/oci-layout.js';
 import { sleep } from '../testkit/process-probe.js';
 import { makeCa } from '../testkit/tls-ca.js';
+import { send } from '../testkit/request.js';
 
 const exec = promisify(execFile);
 const inCI = process.env.CI === 'true';
@@ -56,15 +56,8 @@ function handshake(port: number, ca: Buffer, opts: { host?: string; localAddress
 }
 
 /** GET /v2/ over HTTPS, trusting only the test CA. */
-function getV2(host: string, port: number, ca: Buffer, localAddress?: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host, port, path: '/v2/', ca, servername: 'localhost', agent: false, ...(localAddress !== undefined ? { localAddress } : {}) }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
-    req.on('error', reject);
-    req.end();
-  });
+async function getV2(host: string, port: number, ca: Buffer, localAddress?: string): Promise<number> {
+  return (await send(`https://${host}:${port}/v2/`, { tls: { ca, servername: 'localhost' }, ...(localAddress !== undefined ? { localAddress } : {}) })).status;
 }
 
 describe('HTTPS listeners', { skip: skipTls }, () => {

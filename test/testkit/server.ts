@@ -2,13 +2,13 @@
  * Start the *built* Bulwark server (dist/cli/main.js) on a loopback port, as a user would
  * with `bulwark serve`. Used by e2e tests, crash tests and the benchmark.
  */
-import { request as httpsRequest } from 'node:https';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { send } from './request.js';
 
 export const repoRoot = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 export const cliPath = join(repoRoot, 'dist', 'cli', 'main.js');
@@ -84,17 +84,8 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
 }
 
 /** Any answer to GET /v2/ over HTTPS, trusting `ca` (the certificate must name 127.0.0.1 or localhost). */
-function httpsAnswers(host: string, ca: Buffer, client?: { cert: Buffer; key: Buffer }): Promise<void> {
-  const [hostname = '', port = ''] = [host.slice(0, host.lastIndexOf(':')), host.slice(host.lastIndexOf(':') + 1)];
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest({ host: hostname, port: Number(port), path: '/v2/', ca, agent: false, timeout: 2_000, ...client }, (res) => {
-      res.resume();
-      res.on('end', () => resolve());
-    });
-    req.on('timeout', () => req.destroy(new Error('timed out')));
-    req.on('error', reject);
-    req.end();
-  });
+async function httpsAnswers(host: string, ca: Buffer, client?: { cert: Buffer; key: Buffer }): Promise<void> {
+  await send(`https://${host}/v2/`, { timeoutMs: 2_000, tls: { ca, ...client } });
 }
 
 export interface Credentials {
