@@ -5,6 +5,8 @@
  *   buffer per call, and at registry throughput the garbage collector then cost more than AES.
  * - SHA-256 whose updates run on libuv's thread pool, so that hashing what a client pushes
  *   (twice when encrypting) leaves the event loop free.
+ * - Sealing a batch of segments and hashing both sides of them in one thread-pool job: the
+ *   encrypted push path (one wake-up of a pool thread per batch, not three per segment).
  */
 import { createRequire } from 'node:module';
 
@@ -14,6 +16,7 @@ interface Binding {
   sha256New(this: void): object;
   sha256Update(this: void, handle: object, chunks: Uint8Array[], done: (err?: Error) => void): void;
   sha256Digest(this: void, handle: object): Buffer;
+  sealSegments(this: void, key: Uint8Array, plainHash: object | null, cipherHash: object | null, items: Uint8Array[], done: (err?: Error) => void): void;
 }
 
 const MODULE = '../../build/Release/bulwark_crypto.node';
@@ -49,6 +52,52 @@ export const aesGcm = {
   open: native.open,
 } as const;
 
+/** One segment for `sealSegments`. */
+export interface SegmentToSeal {
+  /** the plaintext, n bytes */
+  readonly plain: Uint8Array;
+  /** the part of `plain` the plaintext hash gets (a view inside it; may be empty) */
+  readonly hashed: Uint8Array;
+  /** n + 28 bytes: the nonce (filled by the caller), then the ciphertext and the tag are written */
+  readonly out: Uint8Array;
+  readonly aad: Uint8Array;
+}
+
+const NO_BYTES = new Uint8Array(0);
+
+/**
+ * Seals segments with AES-256-GCM in one thread-pool job, in order, feeding `plainHash` each
+ * segment's hashed part and `cipherHash` each whole output (native/crypto.c), and wipes each
+ * plaintext once sealed. Both hashes must be idle (`whenBelow(0)`) and are busy until `done`,
+ * which gets the error of a failed job (the hashes are then unusable). The buffers must not
+ * change until `done`; the key may (it is copied).
+ */
+export function sealSegments(key: Buffer, plainHash: AsyncSha256 | undefined, cipherHash: AsyncSha256 | undefined, segments: readonly SegmentToSeal[], done: (err?: Error) => void): void {
+  const items: Uint8Array[] = [];
+  for (const s of segments) items.push(s.plain, plainHash === undefined ? NO_BYTES : s.hashed, s.out, s.aad);
+  const plain = plainHash?.lend() ?? null;
+  let cipher: object | null;
+  try {
+    cipher = cipherHash?.lend() ?? null;
+  } catch (e) {
+    plainHash?.handBack();
+    throw e;
+  }
+  const handBack = (err?: Error): void => {
+    plainHash?.handBack(err);
+    cipherHash?.handBack(err);
+  };
+  try {
+    native.sealSegments(key, plain, cipher, items, (err) => {
+      handBack(err);
+      done(err);
+    });
+  } catch (e) {
+    handBack();
+    throw e;
+  }
+}
+
 /**
  * A running SHA-256 whose updates run on libuv's thread pool, in the order given: what is
  * queued while one job runs goes into the next, as one batch (a job per chunk cost more in
@@ -67,10 +116,29 @@ export class AsyncSha256 {
   /** bytes queued, not yet handed to a job */
   private queuedBytes = 0;
   private kickScheduled = false;
+  /** the handle is with a job that updates it itself (sealSegments) */
+  private lent = false;
+
+  /** The native handle, for one job that updates it in order; the hash must be idle. */
+  lend(): object {
+    if (this.lent || this.running || this.queue.length > 0 || this.finished || this.failure !== undefined) throw new Error('sha256 is not idle');
+    this.lent = true;
+    return this.handle;
+  }
+
+  /** The job holding the handle is done (with `err`, it failed: the hash is unusable). */
+  handBack(err?: Error): void {
+    this.lent = false;
+    if (err !== undefined) this.failure ??= err;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
 
   /** Queues `bytes`; `done` runs once they are hashed and may be reused. */
   update(bytes: Uint8Array, done?: () => void): void {
     if (this.finished) throw new Error('sha256 already finished');
+    if (this.lent) throw new Error('sha256 is lent to a job');
     this.pendingBytes += bytes.length;
     this.queuedBytes += bytes.length;
     this.queue.push({ bytes, done });
@@ -93,7 +161,7 @@ export class AsyncSha256 {
    * ones); rejects with a failed update's error.
    */
   async whenBelow(max: number): Promise<void> {
-    const behind = (): boolean => this.pendingBytes > max || (max === 0 && (this.running || this.queue.length > 0));
+    const behind = (): boolean => this.pendingBytes > max || (max === 0 && (this.running || this.queue.length > 0 || this.lent));
     if (!this.running && behind()) this.next();
     while (behind() && this.failure === undefined) await new Promise<void>((resolve) => this.waiters.push(resolve));
     if (this.failure !== undefined) throw this.failure;

@@ -8,18 +8,25 @@
  * leaves the pool allocating, exactly like a stream without one.
  */
 export class RecyclePool {
-  private readonly free: Buffer[] = [];
+  private readonly free: Buffer[];
   private readonly lent = new WeakSet<ArrayBufferLike>();
   private closed = false;
 
   /**
    * @param size bytes of every buffer
    * @param keep free buffers kept for reuse
+   * @param shared a free list that pools of this size share, across streams (`keep` is then
+   *   its length): a stream that starts takes the buffers others left, instead of allocating
+   *   its own, which long enough to be promoted by the collector, then become old-generation
+   *   garbage that only full collections free. What goes back to it must hold nothing secret.
    */
   constructor(
     readonly size: number,
     private readonly keep: number,
-  ) {}
+    private readonly shared?: Buffer[],
+  ) {
+    this.free = shared ?? [];
+  }
 
   /** A buffer of `size` bytes, reused when one is free; the caller lends it out with `lend`. */
   take(): Buffer {
@@ -48,9 +55,13 @@ export class RecyclePool {
     this.giveBack(chunk);
   }
 
-  /** Drops the free buffers, zero-filled (they may have held plaintext); later recycles are ignored. */
+  /**
+   * Drops the free buffers, zero-filled (they may have held plaintext); later recycles are
+   * ignored. A shared free list stays as it is, for the other streams.
+   */
   close(): void {
     this.closed = true;
+    if (this.shared !== undefined) return;
     for (const b of this.free) b.fill(0);
     this.free.length = 0;
   }

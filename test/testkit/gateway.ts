@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cliPath } from './server.js';
+import { cliNodeOptions, cliPath } from './server.js';
 
 export interface RunningGateway {
   readonly child: ChildProcess;
@@ -24,7 +24,7 @@ export async function startGateway(config: object, opts: { verbose?: boolean; lo
   const dir = await mkdtemp(join(tmpdir(), 'bulwark-gateway-'));
   const file = join(dir, 'gateway.json');
   await writeFile(file, JSON.stringify(config, null, 2));
-  const child = spawn(process.execPath, [cliPath, 'gateway', '--config', file, '--log-level', opts.logLevel ?? 'info'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...cliNodeOptions, cliPath, 'gateway', '--config', file, '--log-level', opts.logLevel ?? 'info'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: Record<string, unknown>[] = [];
   let text = '';
   let pending = '';
@@ -101,7 +101,7 @@ export async function gatewayRefuses(config: object): Promise<{ code: number | n
   const dir = await mkdtemp(join(tmpdir(), 'bulwark-gateway-'));
   const file = join(dir, 'gateway.json');
   await writeFile(file, JSON.stringify(config));
-  const child = spawn(process.execPath, [cliPath, 'gateway', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...cliNodeOptions, cliPath, 'gateway', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (b: Buffer) => (output += b.toString()));
   child.stderr.on('data', (b: Buffer) => (output += b.toString()));

@@ -12,6 +12,11 @@ import { send } from './request.js';
 
 export const repoRoot = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 export const cliPath = join(repoRoot, 'dist', 'cli', 'main.js');
+/**
+ * The node options `bulwark` runs with: its shebang's and `npm start`'s (ADR 0014); a test
+ * checks that the three agree. Spawn `[...cliNodeOptions, cliPath, ...]` to run it as users do.
+ */
+export const cliNodeOptions: readonly string[] = ['--single-threaded-gc'];
 
 export interface RunningServer {
   /** e.g. http://127.0.0.1:40123 */
@@ -65,7 +70,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   const host = `127.0.0.1:${port}`;
   const child = spawn(
     process.execPath,
-    [cliPath, 'serve', '--listen', host, '--data-dir', dataDir, ...(opts.args ?? [])],
+    [...cliNodeOptions, cliPath, 'serve', '--listen', host, '--data-dir', dataDir, ...(opts.args ?? [])],
     {
       env: { ...process.env, BULWARK_LOG_LEVEL: process.env.BULWARK_LOG_LEVEL ?? 'warn', BULWARK_AUTH_ENABLED: opts.auth === true ? 'true' : 'false', ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],

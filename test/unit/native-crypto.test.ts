@@ -2,14 +2,15 @@
  * The native crypto module (native/crypto.c, ADR 0007), checked against node:crypto, which uses
  * the same OpenSSL: AES-256-GCM into caller buffers must produce and accept exactly what
  * node:crypto does, refuse anything that does not authenticate without leaving plaintext behind,
- * and refuse bad arguments without writing; SHA-256 on the thread pool must equal createHash.
+ * and refuse bad arguments without writing; SHA-256 on the thread pool must equal createHash, and
+ * sealing a batch of segments on the thread pool must equal both, and wipe what it sealed.
  */
 import assert from 'node:assert/strict';
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { AsyncSha256, aesGcm } from '../../src/encryption/native.js';
+import { AsyncSha256, aesGcm, sealSegments, type SegmentToSeal } from '../../src/encryption/native.js';
 
 function nodeSeal(key: Buffer, nonce: Buffer, aad: Buffer, plain: Buffer): { ct: Buffer; tag: Buffer } {
   const c = createCipheriv('aes-256-gcm', key, nonce);
@@ -178,5 +179,81 @@ describe('AsyncSha256 (thread pool)', () => {
     clearInterval(timer);
     assert.equal(hex(digest), createHash('sha256').update(big).digest('hex'));
     assert.ok(turns > 2, `the event loop turned ${turns} times during 64 MiB of hashing`);
+  });
+});
+
+describe('sealSegments (thread pool)', () => {
+  const hex = (h: string): string => h.slice('sha256:'.length);
+  const seal = (key: Buffer, plain: AsyncSha256 | undefined, cipher: AsyncSha256 | undefined, segments: SegmentToSeal[]): Promise<void> =>
+    new Promise((resolve, reject) => sealSegments(key, plain, cipher, segments, (err) => (err === undefined ? resolve() : reject(err))));
+
+  function segment(n: number, hashFrom = 0): SegmentToSeal & { copy: Buffer } {
+    const plain = randomBytes(n);
+    const out = Buffer.alloc(n + 28);
+    randomBytes(12).copy(out);
+    return { plain, hashed: plain.subarray(hashFrom), out, aad: randomBytes(40), copy: Buffer.from(plain) };
+  }
+
+  test('seals each segment as node:crypto does, feeds both hashes in order, and wipes the plaintext', async () => {
+    const key = randomBytes(32);
+    const segments = [segment(256 * 1024, 1000), segment(17), segment(256 * 1024), segment(0)];
+    const plainHash = new AsyncSha256();
+    const cipherHash = new AsyncSha256();
+    plainHash.update(Buffer.from('before'));
+    await plainHash.whenBelow(0);
+    await seal(key, plainHash, cipherHash, segments);
+    const wantPlain = createHash('sha256').update('before');
+    const wantCipher = createHash('sha256');
+    for (const s of segments) {
+      const n = s.copy.length;
+      const out = s.out as Buffer;
+      const theirs = nodeSeal(key, out.subarray(0, 12), s.aad as Buffer, s.copy);
+      assert.ok(out.subarray(12, 12 + n).equals(theirs.ct), `ciphertext of ${n} bytes`);
+      assert.ok(out.subarray(12 + n).equals(theirs.tag), `tag of ${n} bytes`);
+      assert.ok((s.plain as Buffer).equals(Buffer.alloc(n)), `plaintext of ${n} bytes wiped`);
+      wantPlain.update(s.copy.subarray(n - s.hashed.length));
+      wantCipher.update(out);
+    }
+    assert.equal(hex(await plainHash.digest()), wantPlain.digest('hex'));
+    assert.equal(hex(await cipherHash.digest()), wantCipher.digest('hex'));
+  });
+
+  test('without hashes it only seals; with them, they are busy until the job is done', async () => {
+    const key = randomBytes(32);
+    const s = segment(1000);
+    await seal(key, undefined, undefined, [s]);
+    const out = s.out as Buffer;
+    const d = createDecipheriv('aes-256-gcm', key, out.subarray(0, 12));
+    d.setAAD(s.aad);
+    d.setAuthTag(out.subarray(1012));
+    assert.ok(Buffer.concat([d.update(out.subarray(12, 1012)), d.final()]).equals(s.copy), 'opens with node:crypto');
+
+    const h = new AsyncSha256();
+    const job = seal(key, h, undefined, [segment(64 * 1024)]);
+    assert.throws(() => h.update(Buffer.from('x')), /lent/);
+    assert.throws(() => sealSegments(key, h, undefined, [segment(10)], () => undefined), /not idle/);
+    await job;
+    h.update(Buffer.from('x'));
+    await h.digest();
+  });
+
+  test('refuses bad arguments before anything is queued, leaving the hashes usable', async () => {
+    const key = randomBytes(32);
+    const h = new AsyncSha256();
+    const s = segment(100);
+    const shared = Buffer.alloc(200);
+    const cases: [string, () => void, RegExp][] = [
+      ['a short key', () => sealSegments(key.subarray(1), h, undefined, [s], () => undefined), /key must be 32 bytes/],
+      ['a short output', () => sealSegments(key, h, undefined, [{ ...s, out: (s.out as Buffer).subarray(1) }], () => undefined), /28 bytes longer/],
+      ['a hashed part outside the plaintext', () => sealSegments(key, h, undefined, [{ ...s, hashed: randomBytes(10) }], () => undefined), /within the plaintext/],
+      ['the plaintext inside the output', () => sealSegments(key, h, undefined, [{ ...s, plain: (s.out as Buffer).subarray(0, 100), hashed: (s.out as Buffer).subarray(0, 0) }], () => undefined), /overlaps/],
+      ['two outputs that overlap', () => sealSegments(key, undefined, undefined, [{ ...segment(10), out: shared.subarray(0, 38) }, { ...segment(10), out: shared.subarray(30, 68) }], () => undefined), /two outputs overlap/],
+      ['the same hash twice', () => sealSegments(key, h, h, [s], () => undefined), /not idle|must differ/],
+      ['no segments', () => sealSegments(key, h, undefined, [], () => undefined), /items/],
+    ];
+    for (const [what, call, error] of cases) assert.throws(call, error, what);
+    assert.ok((s.plain as Buffer).equals(s.copy), 'nothing was wiped');
+    h.update(Buffer.from('still usable'));
+    assert.equal(hex(await h.digest()), createHash('sha256').update('still usable').digest('hex'));
   });
 });
