@@ -14,7 +14,7 @@
 import { createDigester, digestAlgorithm, digestOf, isRegistryError, registryError, type Digest, type DigestAlgorithm } from '../oci/index.js';
 import { Readable, pipeline } from 'node:stream';
 import { pipeline as pipelineAsync } from 'node:stream/promises';
-import { isRecycling, type AppendOptions, type BlobCheck, type BlobInfo, type BlobStore, type ByteRange, type UploadInfo } from '../storage/index.js';
+import { isRecycling, type AppendOptions, type BlobCheck, type BlobInfo, type BlobStore, type ByteRange, type CommitOptions, type UploadInfo } from '../storage/index.js';
 import { sameKek, type DataKeyRecord, type DataKeyStore } from './data-key-store.js';
 import {
   Layout,
@@ -234,18 +234,19 @@ export class EncryptingBlobStore implements BlobStore {
 
   // --- upload sessions ----------------------------------------------------------------------
 
-  async startUpload(id: string, repository: string): Promise<UploadInfo> {
+  async startUpload(id: string, repository: string, initial?: Buffer): Promise<UploadInfo> {
+    const info = await this.startSession(id, repository);
+    if (initial === undefined || initial.length === 0) return info;
+    // Plaintext to begin with: encrypted like any append (the store below starts with the header).
+    return { ...info, size: await this.appendUpload(id, Readable.from([initial]), { length: initial.length }) };
+  }
+
+  private async startSession(id: string, repository: string): Promise<UploadInfo> {
     const objectId = newObjectId();
     const dk = await this.ring.newDataKey(objectId.toString('hex'));
     dk.key.fill(0);
     const header = encodeHeader({ segmentSize: this.segmentSize, objectId, kek: dk.kek, wrapped: dk.wrapped });
-    const info = await this.inner.startUpload(id, repository);
-    try {
-      await this.inner.appendUpload(id, Readable.from([header]), { length: header.length, callerHashes: true });
-    } catch (e) {
-      await this.inner.cancelUpload(id);
-      throw e;
-    }
+    const info = await this.inner.startUpload(id, repository, header);
     const st = this.uploads.adopt(id, { objectId, segmentSize: this.segmentSize, headerLength: header.length, headerHash: hashHeader(header), kek: dk.kek, wrapped: dk.wrapped });
     st.cipherHash = new AsyncSha256();
     st.cipherHash.update(header);
@@ -348,7 +349,10 @@ export class EncryptingBlobStore implements BlobStore {
     }
   }
 
-  async commitUpload(id: string, expected?: Digest): Promise<BlobInfo> {
+  async commitUpload(id: string, expected?: Digest, opts: CommitOptions = {}): Promise<BlobInfo> {
+    // A plaintext trailer is the blob's last bytes, encrypted like any append; `vouched` is for
+    // stores that name bytes they never see in plaintext, not for this one.
+    if (opts.trailer !== undefined && opts.trailer.length > 0) await this.appendUpload(id, Readable.from([opts.trailer]), { length: opts.trailer.length });
     const st = await this.uploads.acquire(id);
     let key: Buffer | undefined;
     let ended = false;
@@ -374,10 +378,14 @@ export class EncryptingBlobStore implements BlobStore {
       );
       const cipherHash = st.cipherHash;
       cipherHash?.update(terminator);
-      await this.inner.appendUpload(id, Readable.from([terminator]), { length: terminator.length, callerHashes: cipherHash !== undefined });
+      const cipherDigest = await cipherHash?.digest();
       ended = true;
-      // Named by the hash of every byte this decorator appended, or, when that is unknown, by the store.
-      const stored = cipherHash === undefined ? await this.inner.commitUpload(id) : await this.inner.commitUpload(id, await cipherHash.digest(), { vouched: true });
+      // The terminator ends the session with the commit's own sync. The object is named by the
+      // hash of every byte this decorator wrote, or, when that is unknown, by the store.
+      const stored =
+        cipherDigest === undefined
+          ? await this.inner.commitUpload(id, undefined, { trailer: terminator })
+          : await this.inner.commitUpload(id, cipherDigest, { vouched: true, trailer: terminator });
       await this.adopt({
         kind: 'blob',
         digest,

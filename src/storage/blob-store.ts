@@ -65,9 +65,15 @@ export interface AppendOptions {
 export interface CommitOptions {
   /**
    * The digest passed to commitUpload is the caller's hash of exactly the bytes it appended
-   * (`AppendOptions.callerHashes`); the store may take it instead of re-reading them.
+   * (`AppendOptions.callerHashes`, and the trailer); the store may take it instead of re-reading them.
    */
   readonly vouched?: boolean;
+  /**
+   * Bytes that end the session, appended by the commit itself (the encryption decorator's
+   * terminator): the digest covers them, and a store writes them with the sync that makes the
+   * blob durable instead of as an append of their own.
+   */
+  readonly trailer?: Buffer;
 }
 
 export interface BlobCheck {
@@ -94,7 +100,11 @@ export interface BlobStore {
   /** Move a blob aside so it is no longer served (fsck --repair). */
   quarantine(digest: Digest): Promise<void>;
 
-  startUpload(id: string, repository: string): Promise<UploadInfo>;
+  /**
+   * Starts a session, holding `initial` when given (the encryption decorator's header: written
+   * with the session, not as an append of its own).
+   */
+  startUpload(id: string, repository: string, initial?: Buffer): Promise<UploadInfo>;
   getUpload(id: string): Promise<UploadInfo | undefined>;
   /** Append a body to a session; returns the new session size. */
   appendUpload(id: string, body: Readable, opts?: AppendOptions): Promise<number>;

@@ -41,6 +41,22 @@ async function fsyncPath(path: string): Promise<void> {
   }
 }
 
+/** Appends `bytes` to a file and syncs it, in one open. */
+async function appendAndSync(path: string, bytes: Buffer): Promise<void> {
+  const fh = await open(path, 'a');
+  try {
+    let at = 0;
+    while (at < bytes.length) {
+      const { bytesWritten } = await fh.write(bytes, at, bytes.length - at);
+      if (bytesWritten === 0) throw new Error('the file accepted no bytes');
+      at += bytesWritten;
+    }
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
 export class FsBlobStore implements BlobStore {
   private readonly layout: FsLayout;
   /** in-process state of sessions this process has touched; the files are the truth */
@@ -167,13 +183,14 @@ export class FsBlobStore implements BlobStore {
     });
   }
 
-  async startUpload(id: string, repository: string): Promise<UploadInfo> {
+  async startUpload(id: string, repository: string, initial?: Buffer): Promise<UploadInfo> {
     const dir = this.layout.uploadDir(id);
     await mkdir(dir);
     const startedAt = Date.now();
-    await Promise.all([writeFile(join(dir, 'data'), ''), writeFile(join(dir, 'info.json'), JSON.stringify({ repository, startedAt }))]);
-    const info = { id, repository, size: 0, startedAt, updatedAt: startedAt };
-    this.live.set(id, { hash: createDigester('sha256'), hashedBytes: 0, busy: false, info });
+    const head = initial ?? Buffer.alloc(0);
+    await Promise.all([writeFile(join(dir, 'data'), head), writeFile(join(dir, 'info.json'), JSON.stringify({ repository, startedAt }))]);
+    const info = { id, repository, size: head.length, startedAt, updatedAt: startedAt };
+    this.live.set(id, { hash: createDigester('sha256').update(head), hashedBytes: head.length, busy: false, info });
     return info;
   }
 
@@ -303,13 +320,24 @@ export class FsBlobStore implements BlobStore {
     const { session, info } = await this.acquireExisting(id);
     const dataPath = join(this.layout.uploadDir(id), 'data');
     try {
+      let size = info.size;
+      const trailer = opts.trailer;
+      if (trailer !== undefined) {
+        // Written and synced in one open: the sync below is then already done.
+        await appendAndSync(dataPath, trailer);
+        if (session.hash !== undefined && session.hashedBytes === size) {
+          session.hash.update(trailer);
+          session.hashedBytes += trailer.length;
+        }
+        size += trailer.length;
+      }
       const algorithm = expected === undefined ? 'sha256' : digestAlgorithm(expected);
       let hex: string;
       if (opts.vouched === true && expected !== undefined) {
         // The caller's own hash of its own bytes; still, only a well-formed digest names a file.
         if (!isDigest(expected)) throw new Error(`commitUpload: a vouched digest must be a digest, got ${JSON.stringify(expected)}`);
         hex = expected.slice(algorithm.length + 1);
-      } else if (algorithm === 'sha256' && session.hash !== undefined && session.hashedBytes === info.size) {
+      } else if (algorithm === 'sha256' && session.hash !== undefined && session.hashedBytes === size) {
         hex = session.hash.digest('hex');
         session.hash = undefined;
       } else {
@@ -324,10 +352,10 @@ export class FsBlobStore implements BlobStore {
         throw registryError('DIGEST_INVALID', 'provided digest did not match uploaded content', { detail: { digest: expected } });
       }
       if ((await this.stat(digest)) === undefined) {
-        await fsyncPath(dataPath);
+        if (trailer === undefined) await fsyncPath(dataPath);
         await this.moveIntoPlace(dataPath, digest);
       }
-      return { digest, size: info.size };
+      return { digest, size };
     } finally {
       this.live.delete(id);
       this.removeFinished(id);

@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { createDigester, digestAlgorithm, digestOf, registryError, type Digest } from '../oci/index.js';
-import type { AppendOptions, BlobCheck, BlobInfo, BlobStore, ByteRange, UploadInfo } from './blob-store.js';
+import type { AppendOptions, BlobCheck, BlobInfo, BlobStore, ByteRange, CommitOptions, UploadInfo } from './blob-store.js';
 import { countingDigest } from './streams.js';
 
 interface Session {
@@ -63,10 +63,12 @@ export class MemoryBlobStore implements BlobStore {
     if (!this.blobs.delete(digest)) throw registryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
   }
 
-  async startUpload(id: string, repository: string): Promise<UploadInfo> {
+  async startUpload(id: string, repository: string, initial?: Buffer): Promise<UploadInfo> {
     const now = Date.now();
-    this.sessions.set(id, { repository, chunks: [], size: 0, startedAt: now, updatedAt: now, busy: false });
-    return { id, repository, size: 0, startedAt: now, updatedAt: now };
+    const head = initial === undefined ? [] : [Buffer.from(initial)];
+    const size = initial?.length ?? 0;
+    this.sessions.set(id, { repository, chunks: head, size, startedAt: now, updatedAt: now, busy: false });
+    return { id, repository, size, startedAt: now, updatedAt: now };
   }
 
   async getUpload(id: string): Promise<UploadInfo | undefined> {
@@ -123,11 +125,11 @@ export class MemoryBlobStore implements BlobStore {
     s.updatedAt = Date.now();
   }
 
-  async commitUpload(id: string, expected?: Digest): Promise<BlobInfo> {
+  async commitUpload(id: string, expected?: Digest, opts: CommitOptions = {}): Promise<BlobInfo> {
     const s = this.session(id);
     if (s.busy) throw registryError('BLOB_UPLOAD_INVALID', 'another request is writing to this upload session');
     this.sessions.delete(id);
-    const data = Buffer.concat(s.chunks);
+    const data = Buffer.concat(opts.trailer === undefined ? s.chunks : [...s.chunks, opts.trailer]);
     const algorithm = expected === undefined ? 'sha256' : digestAlgorithm(expected);
     const digest = `${algorithm}:${createDigester(algorithm).update(data).digest('hex')}` as const;
     if (expected !== undefined && digest !== expected) {

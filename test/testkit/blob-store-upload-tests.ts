@@ -191,6 +191,34 @@ export function describeUploadSessions(current: () => BlobStore): void {
       await rejectsWithCode(store.commitUpload(id, digestOf('done')), 'BLOB_UPLOAD_UNKNOWN');
     });
 
+    test('a session started with initial bytes holds them; appends follow them and the commit covers all', async () => {
+      const head = randomBytes(600);
+      const body = randomBytes(70_000);
+      const id = randomUUID();
+      assert.equal((await store.startUpload(id, 'library/test', head)).size, 600);
+      assert.equal((await store.getUpload(id))?.size, 600);
+      assert.ok((await collect(await store.readUploadData(id, { start: 0, end: 599 }))).equals(head));
+      await rejectsWithCode(store.appendUpload(id, bodyOf(body), { offset: 0, length: body.length }), 'RANGE_INVALID');
+      assert.equal(await store.appendUpload(id, bodyOf(body), { offset: 600, length: body.length }), 70_600);
+      const whole = Buffer.concat([head, body]);
+      assert.deepEqual(await store.commitUpload(id, digestOf(whole)), { digest: digestOf(whole), size: whole.length });
+      assert.ok((await store.readAll(digestOf(whole))).equals(whole));
+    });
+
+    test('a trailer given to the commit ends the blob: its digest and size cover it, and a wrong digest still stores nothing', async () => {
+      const body = randomBytes(5000);
+      const trailer = randomBytes(77);
+      const whole = Buffer.concat([body, trailer]);
+      const wrong = await sessionWith(body);
+      await rejectsWithCode(store.commitUpload(wrong, digestOf(body), { trailer }), 'DIGEST_INVALID');
+      assert.equal(await store.stat(digestOf(body)), undefined);
+      const id = await sessionWith(body);
+      assert.deepEqual(await store.commitUpload(id, digestOf(whole), { trailer }), { digest: digestOf(whole), size: 5077 });
+      assert.ok((await store.readAll(digestOf(whole))).equals(whole));
+      const named = await sessionWith(Buffer.alloc(0));
+      assert.deepEqual(await store.commitUpload(named, undefined, { trailer }), { digest: digestOf(trailer), size: 77 });
+    });
+
     test('commit without a digest names the blob by the sha256 of its content', async () => {
       const data = randomBytes(3000);
       const id = await sessionWith(data);
