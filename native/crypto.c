@@ -44,7 +44,8 @@
  * Each plaintext is wiped once sealed, so the caller can pool the buffers without leaving
  * plaintext in them. The key is copied into the job and cleansed when it ends; the hashes are
  * busy until `done`.
- * Every argument is checked before anything is queued; a failed seal zero-fills its output.
+ * Every argument is checked before anything is queued (at most 64 segments; no output may
+ * overlap any other argument, nor two plaintexts each other); a failed seal zero-fills its output.
  */
 #include <limits.h>
 #include <stdint.h>
@@ -442,6 +443,14 @@ static int optional_hash(napi_env env, napi_value value, hash_t **out) {
   return *out != NULL;
 }
 
+/* Segments one sealSegments job takes at most (its checks compare every pair). */
+#define MAX_SEAL_SEGMENTS 64
+
+/* Two byte ranges that share a byte. */
+static int overlap(const bytes_t *a, const bytes_t *b) {
+  return a->length > 0 && b->length > 0 && a->data < b->data + b->length && b->data < a->data + a->length;
+}
+
 /* `inner` lies within `outer` (an empty view anywhere counts). */
 static int within(const bytes_t *inner, const bytes_t *outer) {
   return inner->length == 0 || (inner->data >= outer->data && inner->data + inner->length <= outer->data + outer->length);
@@ -466,7 +475,7 @@ static napi_value seal_segments(napi_env env, napi_callback_info info) {
   bool is_array = false;
   uint32_t length = 0;
   if (napi_is_array(env, argv[3], &is_array) != napi_ok || !is_array || napi_get_array_length(env, argv[3], &length) != napi_ok || length == 0 ||
-      length % 4 != 0 || length > 4 * 4096) {
+      length % 4 != 0 || length > 4 * MAX_SEAL_SEGMENTS) {
     napi_throw_type_error(env, NULL, "items");
     return NULL;
   }
@@ -487,6 +496,7 @@ static napi_value seal_segments(napi_env env, napi_callback_info info) {
   napi_value own;
   if (napi_create_array_with_length(env, length, &own) != napi_ok) {
     seal_job_free(env, job);
+    napi_throw_error(env, NULL, "out of memory");
     return NULL;
   }
   static const char *names[] = {"plaintext", "hashed", "output", "aad"};
@@ -494,22 +504,30 @@ static napi_value seal_segments(napi_env env, napi_callback_info info) {
     napi_value item;
     if (napi_get_element(env, argv[3], i, &item) != napi_ok || !bytes_arg(env, item, names[i % 4], &job->items[i]) || napi_set_element(env, own, i, item) != napi_ok) {
       seal_job_free(env, job);
+      bool pending = false;
+      if (napi_is_exception_pending(env, &pending) != napi_ok || !pending) napi_throw_type_error(env, NULL, "items");
       return NULL;
     }
   }
   for (uint32_t i = 0; i < job->count; i++) {
-    const bytes_t *p = &job->items[4 * i], *h = &job->items[4 * i + 1], *o = &job->items[4 * i + 2], *a = &job->items[4 * i + 3];
+    const bytes_t *p = &job->items[4 * i], *h = &job->items[4 * i + 1], *o = &job->items[4 * i + 2];
     const char *problem = o->length != p->length + 28 ? "output must be 28 bytes longer than the plaintext"
                           : !within(h, p)                ? "the hashed part must lie within the plaintext"
-                          : !(p->length == 0 || o->data + o->length <= p->data || p->data + p->length <= o->data) ||
-                                  !(a->length == 0 || o->data + o->length <= a->data || a->data + a->length <= o->data) ||
-                                  !(o->data + o->length <= key.data || key.data + 32 <= o->data)
-                              ? "an argument overlaps the output"
-                              : NULL;
-    /* One output may not be another's (nor overlap it): the segments are written in one job. */
-    for (uint32_t j = 0; problem == NULL && j < i; j++) {
-      const bytes_t *q = &job->items[4 * j + 2];
-      if (!(o->data + o->length <= q->data || q->data + q->length <= o->data)) problem = "two outputs overlap";
+                          : overlap(o, &key)             ? "an argument overlaps the output"
+                                                         : NULL;
+    /*
+     * The job writes every output and wipes every plaintext: no output may touch any other
+     * argument of any segment (it would be sealed or hashed after being written), and no two
+     * plaintexts may share a byte (the second would be sealed after the first was wiped).
+     */
+    for (uint32_t j = 0; problem == NULL && j < job->count; j++) {
+      const bytes_t *pj = &job->items[4 * j], *oj = &job->items[4 * j + 2], *aj = &job->items[4 * j + 3];
+      if (j != i && overlap(o, oj))
+        problem = "two outputs overlap";
+      else if (overlap(o, pj) || overlap(o, aj))
+        problem = j == i ? "an argument overlaps the output" : "an argument of one segment overlaps another's output";
+      else if (j != i && overlap(p, pj))
+        problem = "two plaintexts overlap";
     }
     if (problem != NULL) {
       seal_job_free(env, job);
@@ -519,6 +537,12 @@ static napi_value seal_segments(napi_env env, napi_callback_info info) {
   }
   job->plain = plain;
   job->cipher = cipher;
+  /* Reading the items ran no code of the caller's, but check again: the hashes must still be idle. */
+  if ((plain != NULL && (plain->busy || plain->finished)) || (cipher != NULL && (cipher->busy || cipher->finished))) {
+    seal_job_free(env, job);
+    napi_throw_error(env, NULL, "sha256 handle is busy");
+    return NULL;
+  }
   napi_value name;
   if ((plain != NULL && napi_create_reference(env, argv[1], 1, &job->plain_ref) != napi_ok) ||
       (cipher != NULL && napi_create_reference(env, argv[2], 1, &job->cipher_ref) != napi_ok) ||

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --single-threaded-gc
+#!/usr/bin/env node
 /** The `bulwark` command: one file per verb. */
 import { Command } from 'commander';
 import { registerServe } from './serve.js';

@@ -49,21 +49,22 @@ const SEAL_AHEAD = 2 << 20;
 /** Segments sealed by one thread-pool job at most. */
 const SEAL_BATCH = 16;
 /**
- * Bytes of free whole-segment buffers kept for the next pushes, per buffer size (plaintext
- * segments, sealed segments): about what one push has in flight (SEAL_AHEAD, this stream's
- * readable side, the store's writer). Pushes taking the buffers the last one left, instead
- * of allocating their own (promoted, then old-generation garbage), cut the full collections
- * of 16 encrypted 64 MiB pushes from 26 to 18 (ADR 0014).
+ * Bytes of free whole-segment buffers kept for the next pushes, per role and buffer size
+ * (plaintext segments, sealed segments): what one push has ahead of its writes (SEAL_AHEAD),
+ * less than it has in flight, to keep idle memory small. Pushes taking the buffers the last
+ * one left, instead of allocating their own (promoted, then old-generation garbage), cut the
+ * full collections of 16 encrypted 64 MiB pushes from 26 to 18 (ADR 0014).
  */
-const SHARED_BYTES = 4 << 20;
-const sharedLists = new Map<number, Buffer[]>();
+const SHARED_BYTES = 2 << 20;
+const sharedLists = new Map<string, Buffer[]>();
 
-/** The free list that every stream's pool of `size`-byte buffers shares. */
-function sharedList(size: number): Buffer[] {
-  let list = sharedLists.get(size);
+/** The free list that every stream's pool of `size`-byte buffers for `role` shares. */
+function sharedList(role: 'plain' | 'sealed', size: number): Buffer[] {
+  const key = `${role}:${size}`;
+  let list = sharedLists.get(key);
   if (list === undefined) {
     list = [];
-    sharedLists.set(size, list);
+    sharedLists.set(key, list);
   }
   return list;
 }
@@ -127,9 +128,9 @@ export class EncryptTransform extends Transform {
     if (plain === o.segmentSize) {
       // Whole segments: pooled across pushes. A plaintext buffer goes back only once sealed,
       // and sealing wipes it (native.ts), or zero-filled.
-      const keep = Math.max(KEEP, Math.floor(SHARED_BYTES / plain));
-      this.plains = new RecyclePool(plain, keep, sharedList(plain));
-      this.outs = new RecyclePool(plain + SEGMENT_OVERHEAD, keep, sharedList(plain + SEGMENT_OVERHEAD));
+      const keep = Math.max(1, Math.floor(SHARED_BYTES / plain));
+      this.plains = new RecyclePool(plain, keep, sharedList('plain', plain));
+      this.outs = new RecyclePool(plain + SEGMENT_OVERHEAD, keep, sharedList('sealed', plain + SEGMENT_OVERHEAD));
     } else {
       this.plains = new RecyclePool(plain, KEEP);
       this.outs = new RecyclePool(plain + SEGMENT_OVERHEAD, KEEP);
@@ -167,17 +168,18 @@ export class EncryptTransform extends Transform {
     this.whenReady(cb, () => {
       if (this.filled > 0) this.close();
       this.flushing = true;
-      this.waiting = cb;
       this.pump();
+      this.waiting = cb;
       this.settle();
     });
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     // Plaintext never waits in memory for the collector: a running job wipes its segments.
-    this.segment?.fill(0);
-    for (const u of this.queue) u.plain.fill(0);
+    if (this.segment !== undefined) this.plains.giveBack(this.segment.fill(0));
+    for (const u of this.queue) this.plains.giveBack(u.plain.fill(0));
     this.queue.length = 0;
+    this.segment = undefined;
     this.plains.close();
     this.outs.close();
     cb(err);
@@ -197,6 +199,8 @@ export class EncryptTransform extends Transform {
       return;
     }
     Promise.all([this.o.hash?.whenBelow(0), this.o.cipherHash?.whenBelow(0)]).then(() => {
+      // Destroyed meanwhile (the client went away): no plaintext may be copied in any more.
+      if (this.destroyed) return;
       this.ready = true;
       run();
     }, cb);
@@ -249,9 +253,9 @@ export class EncryptTransform extends Transform {
       if (err !== undefined) u.plain.fill(0);
       this.plains.giveBack(u.plain);
     }
-    if (this.destroyed) return;
-    if (err !== undefined) {
-      this.destroy(err);
+    if (this.destroyed || err !== undefined) {
+      for (const s of segments) this.outs.giveBack(s.out as Buffer);
+      if (!this.destroyed) this.destroy(err);
       return;
     }
     for (const s of segments) {

@@ -16,9 +16,10 @@ export class RecyclePool {
    * @param size bytes of every buffer
    * @param keep free buffers kept for reuse
    * @param shared a free list that pools of this size share, across streams (`keep` is then
-   *   its length): a stream that starts takes the buffers others left, instead of allocating
-   *   its own, which long enough to be promoted by the collector, then become old-generation
-   *   garbage that only full collections free. What goes back to it must hold nothing secret.
+   *   its length): a stream that starts takes the buffers others left instead of allocating
+   *   its own, which would live long enough to be promoted by the collector and then become
+   *   old-generation garbage that only full collections free. What goes back to it must hold
+   *   nothing secret; it still takes buffers back after `close` (the consumer's last ones).
    */
   constructor(
     readonly size: number,
@@ -45,7 +46,7 @@ export class RecyclePool {
 
   /** Back to the free list without having been lent (it held nothing worth handing out). */
   giveBack(b: Buffer): void {
-    if (!this.closed && this.free.length < this.keep && b.buffer.byteLength === this.size) this.free.push(Buffer.from(b.buffer, 0, this.size));
+    if ((!this.closed || this.shared !== undefined) && this.free.length < this.keep && b.buffer.byteLength === this.size) this.free.push(Buffer.from(b.buffer, 0, this.size));
   }
 
   /** A chunk (any view of a lent buffer) the consumer no longer references. */

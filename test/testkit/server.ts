@@ -13,8 +13,9 @@ import { send } from './request.js';
 export const repoRoot = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 export const cliPath = join(repoRoot, 'dist', 'cli', 'main.js');
 /**
- * The node options `bulwark` runs with: its shebang's and `npm start`'s (ADR 0014); a test
- * checks that the three agree. Spawn `[...cliNodeOptions, cliPath, ...]` to run it as users do.
+ * The node options the server runs with under `npm start` (ADR 0014); a test checks that the
+ * two agree. The servers and gateways the tests and the benchmark start get them too, so that
+ * what they measure is what the Quickstart runs.
  */
 export const cliNodeOptions: readonly string[] = ['--single-threaded-gc'];
 

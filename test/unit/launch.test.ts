@@ -1,7 +1,8 @@
 /**
- * `bulwark` runs with the same node options however it is started (ADR 0014): its shebang
- * (`npx bulwark`, an installed bin), `npm start`, and the test kit and benchmark, which spawn
- * `node <options> dist/cli/main.js` so that what they measure is what users run.
+ * The server runs with the same node options under `npm start` (the Quickstart) and in the test
+ * kit and the benchmark, which spawn `node <options> dist/cli/main.js serve` so that what they
+ * measure is what users run (ADR 0014). The `bulwark` bin keeps a plain `#!/usr/bin/env node`:
+ * `env -S` is missing from BusyBox (Alpine images).
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,10 +11,10 @@ import { join } from 'node:path';
 import { cliNodeOptions, repoRoot } from '../testkit/server.js';
 
 describe('launch options', () => {
-  test('the shebang, npm start and the test kit pass the same node options', async () => {
-    const shebang = (await readFile(join(repoRoot, 'src', 'cli', 'main.ts'), 'utf8')).split('\n')[0];
-    assert.equal(shebang, `#!/usr/bin/env -S node ${cliNodeOptions.join(' ')}`);
+  test('npm start and the test kit pass the same node options; the bin runs anywhere node does', async () => {
     const pkg = JSON.parse(await readFile(join(repoRoot, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
     assert.equal(pkg.scripts.start, `node ${cliNodeOptions.join(' ')} dist/cli/main.js serve`);
+    const shebang = (await readFile(join(repoRoot, 'src', 'cli', 'main.ts'), 'utf8')).split('\n')[0];
+    assert.equal(shebang, '#!/usr/bin/env node');
   });
 });

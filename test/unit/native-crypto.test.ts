@@ -248,6 +248,15 @@ describe('sealSegments (thread pool)', () => {
       ['a hashed part outside the plaintext', () => sealSegments(key, h, undefined, [{ ...s, hashed: randomBytes(10) }], () => undefined), /within the plaintext/],
       ['the plaintext inside the output', () => sealSegments(key, h, undefined, [{ ...s, plain: (s.out as Buffer).subarray(0, 100), hashed: (s.out as Buffer).subarray(0, 0) }], () => undefined), /overlaps/],
       ['two outputs that overlap', () => sealSegments(key, undefined, undefined, [{ ...segment(10), out: shared.subarray(0, 38) }, { ...segment(10), out: shared.subarray(30, 68) }], () => undefined), /two outputs overlap/],
+      ['a plaintext inside another segment\'s output', () => {
+        const a = segment(10);
+        return sealSegments(key, undefined, undefined, [a, { ...segment(10), plain: (a.out as Buffer).subarray(0, 10), hashed: (a.out as Buffer).subarray(0, 0) }], () => undefined);
+      }, /overlaps another's output/],
+      ['two plaintexts that overlap', () => {
+        const a = segment(10);
+        return sealSegments(key, undefined, undefined, [a, { ...segment(10), plain: (a.plain as Buffer).subarray(0, 10) }], () => undefined);
+      }, /two plaintexts overlap/],
+      ['more than 64 segments', () => sealSegments(key, undefined, undefined, Array.from({ length: 65 }, () => segment(1)), () => undefined), /items/],
       ['the same hash twice', () => sealSegments(key, h, h, [s], () => undefined), /not idle|must differ/],
       ['no segments', () => sealSegments(key, h, undefined, [], () => undefined), /items/],
     ];

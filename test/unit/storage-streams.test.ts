@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, mock, test } from 'node:test';
 import { FlushingWriter } from '../../src/storage/flushing-writer.js';
-import { FileRangeStream, isRecycling } from '../../src/storage/index.js';
+import { FileRangeStream, RecyclePool, isRecycling } from '../../src/storage/index.js';
 import { collect } from '../testkit/streams.js';
 import { EncryptTransform } from '../../src/encryption/segment-streams.js';
 import { AsyncSha256 } from '../../src/encryption/native.js';
@@ -119,6 +119,64 @@ describe('EncryptTransform backpressure', () => {
       clearInterval(sampler);
       assert.ok(worst < 6 * MiB, `${hashed ? 'with' : 'without'} a ciphertext hash, the body ran ${worst} bytes ahead of what was written`);
     }
+  });
+});
+
+describe('EncryptTransform buffers', () => {
+  const options = (hash?: AsyncSha256): ConstructorParameters<typeof EncryptTransform>[0] => ({
+    key: randomBytes(32),
+    objectId: randomBytes(16),
+    segmentSize: 256 * 1024,
+    firstIndex: 0,
+    hash: hash ?? new AsyncSha256(),
+    cipherHash: new AsyncSha256(),
+  });
+
+  test('whole-segment buffers go back to the next push, even those the consumer returns after the end', async () => {
+    const body = randomBytes(MiB);
+    const run = async (late: boolean): Promise<void> => {
+      const encrypt = new EncryptTransform(options());
+      const returns: Buffer[] = [];
+      await pipeline(
+        Readable.from([body.subarray(0, MiB / 2), body.subarray(MiB / 2)]),
+        encrypt,
+        new Writable({
+          write(chunk: Buffer, _e, cb) {
+            if (late) returns.push(chunk);
+            else encrypt.recycle(chunk);
+            cb();
+          },
+        }),
+      );
+      // Like the file store's writer, whose last writes complete after the stream has ended.
+      for (const c of returns) encrypt.recycle(c);
+    };
+    await run(true);
+    const alloc = mock.method(Buffer, 'allocUnsafeSlow');
+    try {
+      await run(false);
+    } finally {
+      alloc.mock.restore();
+    }
+    const segments = alloc.mock.calls.filter((c) => c.arguments[0] >= 256 * 1024);
+    assert.equal(segments.length, 0, 'the second push allocated segment buffers of its own');
+  });
+
+  test('a stream destroyed while it waits for its hashes copies no plaintext into a buffer', async () => {
+    const hash = new AsyncSha256();
+    hash.update(randomBytes(32 * MiB)); // still hashing when the body's first chunk arrives
+    const encrypt = new EncryptTransform(options(hash));
+    const take = mock.method(RecyclePool.prototype, 'take');
+    try {
+      encrypt.on('error', () => undefined);
+      encrypt.write(randomBytes(300 * 1024));
+      encrypt.destroy();
+      await hash.whenBelow(0);
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      take.mock.restore();
+    }
+    assert.equal(take.mock.callCount(), 0);
   });
 });
 
