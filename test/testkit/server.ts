@@ -17,7 +17,7 @@ export const cliPath = join(repoRoot, 'dist', 'cli', 'main.js');
  * two agree. The servers and gateways the tests and the benchmark start get them too, so that
  * what they measure is what the Quickstart runs.
  */
-export const cliNodeOptions: readonly string[] = ['--single-threaded-gc'];
+export const cliNodeOptions: readonly string[] = ['--single-threaded-gc', '--max-semi-space-size=8'];
 
 export interface RunningServer {
   /** e.g. http://127.0.0.1:40123 */
