@@ -287,43 +287,76 @@ static hash_t *hash_call(napi_env env, napi_callback_info info, size_t want, nap
   return hash_arg(env, argv[0]);
 }
 
+/* Throws `message` unless an exception is already pending (a napi call that failed may have set one). */
+static void throw_unless_pending(napi_env env, const char *message) {
+  bool pending = false;
+  if (napi_is_exception_pending(env, &pending) != napi_ok || !pending) napi_throw_error(env, NULL, message);
+}
+
+/* A function argument (a job's `done`). */
+static int function_arg(napi_env env, napi_value value, const char *name) {
+  napi_valuetype type;
+  if (napi_typeof(env, value, &type) == napi_ok && type == napi_function) return 1;
+  napi_throw_type_error(env, NULL, name);
+  return 0;
+}
+
+/*
+ * The byte arrays of a job: `array` must hold 1..`max` of them, a multiple of `stride`
+ * (`names[i % stride]` names a bad one). On success `*out` (the caller frees it) holds their
+ * bytes, and `*own` an array of the job's own holding them: the job keeps them alive through it,
+ * since the caller's array may change. Throws on any failure.
+ */
+static int buffers_arg(napi_env env, napi_value array, uint32_t stride, uint32_t max, const char *what, const char *const *names, bytes_t **out, uint32_t *count,
+                       napi_value *own) {
+  bool is_array = false;
+  uint32_t length = 0;
+  if (napi_is_array(env, array, &is_array) != napi_ok || !is_array || napi_get_array_length(env, array, &length) != napi_ok || length == 0 || length % stride != 0 ||
+      length > max) {
+    napi_throw_type_error(env, NULL, what);
+    return 0;
+  }
+  bytes_t *items = (bytes_t *)calloc(length, sizeof(bytes_t));
+  if (items == NULL || napi_create_array_with_length(env, length, own) != napi_ok) {
+    free(items);
+    throw_unless_pending(env, "out of memory");
+    return 0;
+  }
+  for (uint32_t i = 0; i < length; i++) {
+    napi_value item;
+    if (napi_get_element(env, array, i, &item) != napi_ok || !bytes_arg(env, item, names[i % stride], &items[i]) || napi_set_element(env, *own, i, item) != napi_ok) {
+      free(items);
+      throw_unless_pending(env, what);
+      return 0;
+    }
+  }
+  *out = items;
+  *count = length;
+  return 1;
+}
+
 static napi_value sha256_update(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   hash_t *h = hash_call(env, info, 3, argv);
   if (h == NULL) return NULL;
-  bool is_array = false;
+  static const char *const names[] = {"chunk"};
+  bytes_t *chunks = NULL;
   uint32_t count = 0;
-  if (napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array || napi_get_array_length(env, argv[1], &count) != napi_ok || count == 0 || count > 65536) {
-    napi_throw_type_error(env, NULL, "chunks");
-    return NULL;
-  }
-  napi_valuetype type;
-  if (napi_typeof(env, argv[2], &type) != napi_ok || type != napi_function) {
-    napi_throw_type_error(env, NULL, "done");
+  napi_value own;
+  if (!buffers_arg(env, argv[1], 1, 65536, "chunks", names, &chunks, &count, &own)) return NULL;
+  if (!function_arg(env, argv[2], "done")) {
+    free(chunks);
     return NULL;
   }
   hash_job_t *job = (hash_job_t *)calloc(1, sizeof(hash_job_t));
-  if (job == NULL || (job->chunks = (bytes_t *)calloc(count, sizeof(bytes_t))) == NULL) {
-    free(job);
+  if (job == NULL) {
+    free(chunks);
     napi_throw_error(env, NULL, "out of memory");
     return NULL;
   }
   job->hash = h;
+  job->chunks = chunks;
   job->count = count;
-  /* The job keeps the chunks alive through an array of its own: the caller's may change. */
-  napi_value own;
-  if (napi_create_array_with_length(env, count, &own) != napi_ok) {
-    hash_job_free(env, job);
-    return NULL;
-  }
-  for (uint32_t i = 0; i < count; i++) {
-    napi_value chunk;
-    if (napi_get_element(env, argv[1], i, &chunk) != napi_ok || !bytes_arg(env, chunk, "chunk", &job->chunks[i]) ||
-        napi_set_element(env, own, i, chunk) != napi_ok) {
-      hash_job_free(env, job);
-      return NULL;
-    }
-  }
   napi_value name;
   if (napi_create_reference(env, argv[0], 1, &job->handle_ref) != napi_ok ||
       napi_create_reference(env, own, 1, &job->chunks_ref) != napi_ok ||
@@ -472,43 +505,24 @@ static napi_value seal_segments(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "the two hashes must differ");
     return NULL;
   }
-  bool is_array = false;
+  static const char *const names[] = {"plaintext", "hashed", "output", "aad"};
+  bytes_t *items = NULL;
   uint32_t length = 0;
-  if (napi_is_array(env, argv[3], &is_array) != napi_ok || !is_array || napi_get_array_length(env, argv[3], &length) != napi_ok || length == 0 ||
-      length % 4 != 0 || length > 4 * MAX_SEAL_SEGMENTS) {
-    napi_throw_type_error(env, NULL, "items");
-    return NULL;
-  }
-  napi_valuetype type;
-  if (napi_typeof(env, argv[4], &type) != napi_ok || type != napi_function) {
-    napi_throw_type_error(env, NULL, "done");
+  napi_value own;
+  if (!buffers_arg(env, argv[3], 4, 4 * MAX_SEAL_SEGMENTS, "items", names, &items, &length, &own)) return NULL;
+  if (!function_arg(env, argv[4], "done")) {
+    free(items);
     return NULL;
   }
   seal_job_t *job = (seal_job_t *)calloc(1, sizeof(seal_job_t));
-  if (job == NULL || (job->items = (bytes_t *)calloc(length, sizeof(bytes_t))) == NULL) {
-    free(job);
+  if (job == NULL) {
+    free(items);
     napi_throw_error(env, NULL, "out of memory");
     return NULL;
   }
+  job->items = items;
   memcpy(job->key, key.data, 32);
   job->count = length / 4;
-  /* The job keeps the buffers alive through an array of its own: the caller's may change. */
-  napi_value own;
-  if (napi_create_array_with_length(env, length, &own) != napi_ok) {
-    seal_job_free(env, job);
-    napi_throw_error(env, NULL, "out of memory");
-    return NULL;
-  }
-  static const char *names[] = {"plaintext", "hashed", "output", "aad"};
-  for (uint32_t i = 0; i < length; i++) {
-    napi_value item;
-    if (napi_get_element(env, argv[3], i, &item) != napi_ok || !bytes_arg(env, item, names[i % 4], &job->items[i]) || napi_set_element(env, own, i, item) != napi_ok) {
-      seal_job_free(env, job);
-      bool pending = false;
-      if (napi_is_exception_pending(env, &pending) != napi_ok || !pending) napi_throw_type_error(env, NULL, "items");
-      return NULL;
-    }
-  }
   for (uint32_t i = 0; i < job->count; i++) {
     const bytes_t *p = &job->items[4 * i], *h = &job->items[4 * i + 1], *o = &job->items[4 * i + 2];
     const char *problem = o->length != p->length + 28 ? "output must be 28 bytes longer than the plaintext"

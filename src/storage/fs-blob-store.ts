@@ -45,12 +45,7 @@ async function fsyncPath(path: string): Promise<void> {
 async function appendAndSync(path: string, bytes: Buffer): Promise<void> {
   const fh = await open(path, 'a');
   try {
-    let at = 0;
-    while (at < bytes.length) {
-      const { bytesWritten } = await fh.write(bytes, at, bytes.length - at);
-      if (bytesWritten === 0) throw new Error('the file accepted no bytes');
-      at += bytesWritten;
-    }
+    await fh.writeFile(bytes); // writes all of it, short writes included
     await fh.sync();
   } finally {
     await fh.close();
