@@ -46,6 +46,15 @@ export interface EncryptingBlobStoreOptions {
 /** How many checked bindings are remembered. */
 const BOUND_ENTRIES = 50_000;
 
+/**
+ * What a checked binding is remembered by: a record that names another object, or the same one
+ * with another size or layout, is another binding and is checked again. (The wrapped key is left
+ * out: rotation rewraps the same data key.)
+ */
+function bindingId(rec: DataKeyRecord): string {
+  return `${rec.digest} ${rec.objectId} ${rec.cipherDigest} ${rec.size} ${rec.segmentSize} ${rec.headerLength}`;
+}
+
 /** Tampered or unreadable ciphertext is a storage fault, never client data: 500, logged. */
 function asStoreError(e: unknown, digest: Digest): unknown {
   if (e instanceof SealError) return new Error(`failed to decrypt ${digest}: ${e.message}`, { cause: e });
@@ -142,11 +151,17 @@ export class EncryptingBlobStore implements BlobStore {
    * authenticate under this object id), so it is remembered.
    */
   private async checkBinding(rec: DataKeyRecord, key: Buffer, layout: Layout, objectId: Buffer): Promise<void> {
-    const id = `${rec.digest} ${rec.objectId} ${rec.cipherDigest}`;
-    if (this.bound.has(id)) return;
+    if (this.bound.has(bindingId(rec))) return;
     const at = layout.terminatorOffset(rec.size);
     const sealed = await collect(await this.inner.read(rec.cipherDigest, { start: at, end: layout.cipherSize(rec.size, rec.digest) - 1 }));
     checkTerminator(key, objectId, rec.segmentSize, sealed, { size: rec.size, digest: rec.digest });
+    this.remember(rec);
+  }
+
+  /** A binding known to hold: checked, or just written by this store (its commit sealed the terminator). */
+  private remember(rec: DataKeyRecord): void {
+    const id = bindingId(rec);
+    if (this.bound.has(id)) return;
     if (this.bound.size >= BOUND_ENTRIES) this.bound.delete(this.bound.values().next().value as string);
     this.bound.add(id);
   }
@@ -191,7 +206,13 @@ export class EncryptingBlobStore implements BlobStore {
       await this.keys.delete('blob', rec.digest, stored.cipherDigest);
       stored = await this.keys.putIfAbsent(rec);
     }
-    if (stored.cipherDigest !== rec.cipherDigest) await this.inner.delete(rec.cipherDigest);
+    if (stored.cipherDigest !== rec.cipherDigest) {
+      await this.inner.delete(rec.cipherDigest);
+      return;
+    }
+    // This store sealed the object's terminator for this digest moments ago: the first pull
+    // need not read it back to check the record (a record changed since is another binding).
+    this.remember(rec);
   }
 
   async delete(digest: Digest): Promise<boolean> {

@@ -7,7 +7,7 @@ export { MemoryMetadataStore } from './memory-metadata-store.js';
 export { createBlobStore, createMetadataStore, type BlobDriver, type MetadataDriver } from './factory.js';
 export { isUploadId } from './fs-layout.js';
 export { FileRangeStream, isRecycling, type RecyclingReadable } from './file-range-stream.js';
-export { RecyclePool } from './recycle-pool.js';
+export { RecyclePool, SharedFreeList, sharedFreeList } from './recycle-pool.js';
 export { fsck, type FsckReport, type FsckProblem, type FsckProblemKind } from './fsck.js';
 export { GroupCommit } from './group-commit.js';
 export { ManifestCache, type ManifestCacheOptions } from './manifest-cache.js';

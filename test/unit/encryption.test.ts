@@ -9,6 +9,7 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { finished } from 'node:stream/promises';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { digestOf, type Digest } from '../../src/oci/index.js';
 import { FsBlobStore, MemoryBlobStore, isRecycling, type BlobStore, type ByteRange } from '../../src/storage/index.js';
@@ -137,6 +138,27 @@ describe('EncryptingBlobStore over the filesystem', () => {
     assert.ok(memories.size < 8, `41 segments decrypted into ${memories.size} buffers`);
   });
 
+  test('a pull comes out in chunks of whole segments, 1 MiB at a time, with a range cut to its bytes', async () => {
+    const MiB = 1024 * 1024;
+    const data = randomBytes(3 * MiB + 5);
+    const digest = await push(store, data);
+    const sizes = async (range?: ByteRange): Promise<{ sizes: number[]; bytes: Buffer }> => {
+      // 'data' events, as the HTTP pump takes them (an async iterator joins what is queued).
+      const parts: Buffer[] = [];
+      const s = await store.read(digest, range);
+      s.on('data', (c: Buffer) => parts.push(Buffer.from(c)));
+      await finished(s);
+      return { sizes: parts.map((p) => p.length), bytes: Buffer.concat(parts) };
+    };
+    const whole = await sizes();
+    assert.deepEqual(whole.sizes, [MiB, MiB, MiB, 5]);
+    assert.ok(whole.bytes.equals(data));
+    const range = await sizes({ start: SEG + 3, end: 2 * MiB + 10 });
+    // From segment 1 on: 1 MiB of segments less the 3 bytes skipped, then the rest.
+    assert.deepEqual(range.sizes, [MiB - 3, MiB + 11 - SEG]);
+    assert.ok(range.bytes.equals(data.subarray(SEG + 3, 2 * MiB + 11)));
+  });
+
   test('flipping any stored byte is detected on read: no corrupted byte is served', async () => {
     const data = randomBytes(2 * SEG + 1234);
     const digest = await push(store, data);
@@ -216,6 +238,31 @@ describe('EncryptingBlobStore over the filesystem', () => {
     await assert.rejects(store.read(da), /another digest/);
     await assert.rejects(store.readAll(da));
     await assert.rejects(async () => collect(await store.read(da, { start: 0, end: 9 })));
+  });
+
+  test('a blob this store committed is read once on its first pull; another process checks its terminator first', async () => {
+    const data = randomBytes(3 * SEG + 7);
+    const digest = await push(store, data);
+    const reads = (below: FsBlobStore): ByteRange[] => {
+      const seen: ByteRange[] = [];
+      const read = below.read.bind(below);
+      below.read = async (d, r) => {
+        if (r !== undefined) seen.push(r);
+        return read(d, r);
+      };
+      return seen;
+    };
+    const first = reads(inner);
+    assert.ok((await store.readAll(digest)).equals(data));
+    assert.equal(first.length, 1, `the first pull read ${JSON.stringify(first)}`);
+    await store.close();
+    inner = await new FsBlobStore(dir).init();
+    store = rig.store(inner, SEG);
+    const restarted = reads(inner);
+    assert.ok((await store.readAll(digest)).equals(data));
+    assert.equal(restarted.length, 2, 'a store that did not write the object reads its terminator before serving it');
+    assert.ok((await store.readAll(digest)).equals(data));
+    assert.equal(restarted.length, 3, 'and only once');
   });
 
   test('a range read decrypts only the segments it needs', async () => {

@@ -11,7 +11,7 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { after, before, describe, mock, test } from 'node:test';
 import { FlushingWriter } from '../../src/storage/flushing-writer.js';
-import { FileRangeStream, RecyclePool, isRecycling } from '../../src/storage/index.js';
+import { FileRangeStream, RecyclePool, isRecycling, sharedFreeList } from '../../src/storage/index.js';
 import { collect } from '../testkit/streams.js';
 import { EncryptTransform } from '../../src/encryption/segment-streams.js';
 import { AsyncSha256 } from '../../src/encryption/native.js';
@@ -180,6 +180,34 @@ describe('EncryptTransform buffers', () => {
   });
 });
 
+describe('RecyclePool', () => {
+  test('a stream keeps its own buffers; the rest, and all of them at close, go to the shared list, wiped', () => {
+    const shared = sharedFreeList('test-wipe', 64, 2, true);
+    const a = new RecyclePool(64, 1, shared);
+    const [b1, b2, b3] = [a.take(), a.take(), a.take()];
+    for (const b of [b1, b2, b3]) {
+      b.fill(0x77);
+      a.lend(b);
+    }
+    a.recycle(b1.subarray(0, 10)); // kept by the stream, as it was
+    assert.equal(shared.buffers.length, 0);
+    assert.equal(a.take().buffer, b1.buffer, 'the stream reuses its own buffer first');
+    a.lend(b1);
+    a.recycle(b1);
+    a.recycle(b2); // beyond the stream's own keep: to the shared list
+    assert.equal(shared.buffers.length, 1);
+    a.close(); // its own free buffer moves over too
+    a.recycle(b3); // the consumer's last chunk, after the end: the list is full, dropped
+    assert.equal(shared.buffers.length, 2);
+    assert.ok(shared.buffers.every((b) => b.every((x) => x === 0)), 'plaintext left in a shared buffer');
+    assert.ok(b3.every((x) => x === 0), 'a dropped buffer keeps its plaintext');
+    const next = new RecyclePool(64, 1, sharedFreeList('test-wipe', 64, 2, true));
+    assert.ok([b1.buffer, b2.buffer].includes(next.take().buffer), 'the next stream starts with the shared buffers');
+    assert.throws(() => sharedFreeList('test-wipe', 64, 2, false), /exists with keep=2, wipe=true/);
+    assert.throws(() => new RecyclePool(32, 1, shared), /cannot share/);
+  });
+});
+
 describe('FlushingWriter recycling', () => {
   test('hands each chunk back only after the file has taken it, and the file holds every byte', async () => {
     const source = randomBytes(3 * MiB + 5);
@@ -245,6 +273,27 @@ describe('FileRangeStream', () => {
     const out = await collect(s);
     assert.deepEqual(out, content.subarray(0, 3 * MiB));
     assert.ok(foreign.every((b) => b === 0x55));
+  });
+
+  test('a later stream reuses the buffers an earlier one recycled, and a range just past a chunk is one read', async () => {
+    const drain = async (s: FileRangeStream): Promise<number[]> => {
+      const sizes: number[] = [];
+      for await (const chunk of s as AsyncIterable<Buffer>) {
+        sizes.push(chunk.length);
+        s.recycle(chunk);
+      }
+      return sizes;
+    };
+    await drain(new FileRangeStream(await open(path, 'r'), 0, 2 * MiB));
+    const alloc = mock.method(Buffer, 'allocUnsafeSlow');
+    let sizes: number[];
+    try {
+      sizes = await drain(new FileRangeStream(await open(path, 'r'), 0, MiB + 300));
+    } finally {
+      alloc.mock.restore();
+    }
+    assert.deepEqual(sizes, [MiB + 300], 'a sliver past 1 MiB was read on its own');
+    assert.equal(alloc.mock.callCount(), 0, 'the second stream allocated a buffer of its own');
   });
 
   test('a file shorter than the range ends the stream with an error, not with short data', async () => {
