@@ -135,7 +135,8 @@ describe('EncryptTransform buffers', () => {
   test('whole-segment buffers go back to the next push, even those the consumer returns after the end', async () => {
     const body = randomBytes(MiB);
     const run = async (late: boolean): Promise<void> => {
-      const encrypt = new EncryptTransform(options());
+      const opts = options();
+      const encrypt = new EncryptTransform(opts);
       const returns: Buffer[] = [];
       await pipeline(
         Readable.from([body.subarray(0, MiB / 2), body.subarray(MiB / 2)]),
@@ -150,6 +151,8 @@ describe('EncryptTransform buffers', () => {
       );
       // Like the file store's writer, whose last writes complete after the stream has ended.
       for (const c of returns) encrypt.recycle(c);
+      // Like the commit, which names the object by the ciphertext hash.
+      await opts.cipherHash?.digest();
     };
     await run(true);
     const alloc = mock.method(Buffer, 'allocUnsafeSlow');
@@ -160,6 +163,25 @@ describe('EncryptTransform buffers', () => {
     }
     const segments = alloc.mock.calls.filter((c) => c.arguments[0] >= 256 * 1024);
     assert.equal(segments.length, 0, 'the second push allocated segment buffers of its own');
+  });
+
+  test('a sealed segment the consumer hands back at once is not reused before the ciphertext hash has read it', async () => {
+    const opts = options();
+    const encrypt = new EncryptTransform(opts);
+    const copies: Buffer[] = [];
+    await pipeline(
+      Readable.from(Array.from({ length: 64 }, () => randomBytes(256 * 1024))),
+      encrypt,
+      new Writable({
+        write(chunk: Buffer, _e, cb) {
+          copies.push(Buffer.from(chunk));
+          encrypt.recycle(chunk); // at once, as a writer whose write completed
+          cb();
+        },
+      }),
+    );
+    const expected = `sha256:${createHash('sha256').update(Buffer.concat(copies)).digest('hex')}`;
+    assert.equal(await opts.cipherHash?.digest(), expected, 'the ciphertext hash read a buffer that was already sealed over');
   });
 
   test('a stream destroyed while it waits for its hashes copies no plaintext into a buffer', async () => {
