@@ -412,9 +412,10 @@ const OPEN_CHUNK = 1 << 20;
 const OPEN_KEEP = 4;
 /**
  * Free full-size output chunks waiting for the next pull, process-wide (per chunk size, that is
- * per segment size in use): what one pull keeps, so the next starts without allocating.
+ * per segment size in use): enough for the next pull to start without allocating, few enough
+ * not to weigh on the resident memory while the server does other work.
  */
-const OPEN_SHARED = 4;
+const OPEN_SHARED = 2;
 
 /**
  * Ciphertext of consecutive data segments (and optionally the terminator) in, the wanted

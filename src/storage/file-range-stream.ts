@@ -18,9 +18,9 @@ const POOL = 4;
 /**
  * Free buffers waiting for the next stream, process-wide: a buffer per pull cost a small pull
  * more than its read (a fresh 1 MiB is 256 pages the kernel faults in, then the collector frees).
- * ADR 0015.
+ * Two: enough for the next pull to start, few enough not to weigh on idle memory. ADR 0015.
  */
-const SHARED = 4;
+const SHARED = 2;
 /**
  * A range that ends at most this far past a chunk is read in one go, not as a chunk and a sliver:
  * an encrypted 1 MiB blob is 1 MiB and a few hundred bytes of ciphertext, and the second read
