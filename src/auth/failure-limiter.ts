@@ -1,4 +1,4 @@
-import { isIP } from 'node:net';
+import { subscriberKey } from '../network/index.js';
 
 /**
  * Throttling of failed sign-ins. Failures are counted per (identity, source address) and per
@@ -17,19 +17,8 @@ export interface FailureLimits {
 
 const MAX_KEYS = 100_000;
 
-/**
- * The address a failure is counted against: IPv4 as is, IPv6 by its /64 (one host usually owns a
- * whole /64, so counting single addresses would let it step around the limit).
- */
-export function addressKey(address: string): string {
-  const a = address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
-  if (isIP(a) !== 6) return a;
-  const [head = '', tail = ''] = a.split('::');
-  const h = head === '' ? [] : head.split(':');
-  const t = tail === '' ? [] : tail.split(':');
-  const groups = a.includes('::') ? [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t] : h;
-  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
-}
+/** The address a failure is counted against: IPv4 as is, IPv6 by its /64 (network/address.ts). */
+export const addressKey = subscriberKey;
 
 export class FailureLimiter {
   private readonly failures = new Map<string, number[]>();

@@ -7,7 +7,7 @@
  * matching requests in the current window. A request no rule decides is let through: the network
  * rules of the registry behind the gateway are the deny-by-default layer (ADR 0012).
  */
-import { AddressSet, parseCidr, type Cidr, UNKNOWN_COUNTRY } from '../network/index.js';
+import { AddressSet, parseCidr, subscriberKey, type Cidr, UNKNOWN_COUNTRY } from '../network/index.js';
 import type { Condition, RuleAction, WafMode, WafRule } from './config.js';
 
 export interface WafRequest {
@@ -41,18 +41,9 @@ export interface WafVerdict {
 const MAX_TRACKED_CLIENTS = 100_000;
 const OVERFLOW = '(overflow)';
 
-/**
- * Who a rate limit counts: an IPv4 address, or an IPv6 client's /64 (one subscriber's whole
- * prefix: counting single IPv6 addresses would let one host take 2^64 allowances).
- */
+/** Who a rate limit counts: an IPv4 address, or an IPv6 client's /64 (network/address.ts). */
 export function rateKey(client: string | undefined): string {
-  if (client === undefined) return 'unknown';
-  if (!client.includes(':')) return client;
-  const [head = '', tail = ''] = client.toLowerCase().split('::');
-  const h = head === '' ? [] : head.split(':');
-  const t = tail === '' ? [] : tail.split(':');
-  const groups = client.includes('::') ? [...h, ...Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t] : h;
-  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':')}::/64`;
+  return client === undefined ? 'unknown' : subscriberKey(client);
 }
 
 class RateCounter {

@@ -34,6 +34,24 @@ export function normalizeAddress(raw: string): string | undefined {
 }
 
 /**
+ * Who a per-client limit counts: an IPv4 address as is, an IPv6 address by its /64 (one host or
+ * subscriber usually owns a whole /64, so counting single addresses would give it 2^64
+ * allowances). IPv4-mapped addresses count as the IPv4 address; text that is no address is its
+ * own key. Used by the sign-in failure limiter and the gateway's rate limits.
+ */
+export function subscriberKey(raw: string): string {
+  const a = normalizeAddress(raw);
+  if (a === undefined) return raw;
+  if (isIP(a) !== 6) return a;
+  const [head = '', tail = ''] = a.split('::');
+  const h = head === '' ? [] : head.split(':');
+  const t = tail === '' ? [] : tail.split(':');
+  // An embedded IPv4 tail (64:ff9b::192.0.2.1) is one element for two groups; only the first four matter.
+  const groups = a.includes('::') ? [...h, ...Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t] : h;
+  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
+}
+
+/**
  * `address` or `address/prefix` (IPv4 prefix 0-32, IPv6 0-128); undefined when malformed. A range
  * in the IPv4-mapped block (`::ffff:192.0.2.0/120`) is the IPv4 range it maps (`192.0.2.0/24`);
  * one wider than that block stays an IPv6 range, which holds no IPv4 address.

@@ -1,4 +1,4 @@
-export { normalizeAddress, parseCidr, AddressSet, type Cidr } from './address.js';
+export { normalizeAddress, parseCidr, subscriberKey, AddressSet, type Cidr } from './address.js';
 export { clientAddress, type ClientAddress, type ForwardedHeader } from './client-address.js';
 export { NetworkPolicy, parseRule, ruleProblem, MAX_RULES, type ListenerKind, type NetworkRule, type Verdict } from './policy.js';
 export { DeniedEvents, installNetworkGuard, markSocket } from './guard.js';

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { AddressSet, DeniedEvents, NetworkPolicy, clientAddress, normalizeAddress, parseCidr, parseRule, ruleProblem, MAX_RULES, type Cidr } from '../../src/network/index.js';
+import { AddressSet, DeniedEvents, NetworkPolicy, clientAddress, normalizeAddress, parseCidr, parseRule, ruleProblem, subscriberKey, MAX_RULES, type Cidr } from '../../src/network/index.js';
 import { loadConfig } from '../../src/config/index.js';
 
 const set = (...ranges: string[]): AddressSet => new AddressSet(ranges.map((r) => parseCidr(r) as Cidr));
@@ -43,6 +43,25 @@ describe('addresses and ranges', () => {
     }
     assert.deepEqual(parseCidr('::ffff:0:0/96'), { address: '0.0.0.0', prefix: 0, family: 'ipv4' }, 'the whole mapped block is every IPv4 address');
     assert.equal(set('10.0.0.0/8').has('unknown'), false);
+  });
+});
+
+describe('per-client keys of the limiters', () => {
+  test('IPv4 per address, IPv6 per /64 however it is written, mapped IPv4 as IPv4', () => {
+    const cases: [string, string][] = [
+      ['203.0.113.5', '203.0.113.5'],
+      ['::ffff:203.0.113.5', '203.0.113.5'],
+      ['::FFFF:cb00:7105', '203.0.113.5'],
+      ['2001:db8:1:2:3:4:5:6', '2001:db8:1:2::/64'],
+      ['2001:DB8:0001:0002::9', '2001:db8:1:2::/64'],
+      ['[2001:db8:1:2::9]', '2001:db8:1:2::/64'],
+      ['fe80::1%eth0', 'fe80:0:0:0::/64'],
+      ['2001:db8::', '2001:db8:0:0::/64'],
+      ['::1', '0:0:0:0::/64'],
+      ['64:ff9b::192.0.2.1', '64:ff9b:0:0::/64'],
+      ['unknown', 'unknown'],
+    ];
+    for (const [raw, key] of cases) assert.equal(subscriberKey(raw), key, raw);
   });
 });
 
