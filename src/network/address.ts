@@ -46,8 +46,9 @@ export function subscriberKey(raw: string): string {
   const [head = '', tail = ''] = a.split('::');
   const h = head === '' ? [] : head.split(':');
   const t = tail === '' ? [] : tail.split(':');
-  // An embedded IPv4 tail (64:ff9b::192.0.2.1) is one element for two groups; only the first four matter.
-  const groups = a.includes('::') ? [...h, ...Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t] : h;
+  // An embedded IPv4 tail (64:ff9b::192.0.2.1) is one element for two groups.
+  const dotted = (t.at(-1) ?? h.at(-1) ?? '').includes('.') ? 1 : 0;
+  const groups = a.includes('::') ? [...h, ...Array<string>(Math.max(0, 8 - h.length - t.length - dotted)).fill('0'), ...t] : h;
   return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
 }
 

@@ -59,8 +59,9 @@ export class FileRangeStream extends Readable {
       this.push(null);
       return;
     }
-    // A small read gets a buffer of its size (its reader may well not recycle it: a terminator, a
-    // session's tail); only full-size buffers are reused.
+    // A read under 1 MiB gets a buffer of its size (its reader may well not recycle it: a
+    // terminator, a session's tail); only full-size buffers are reused. A reader of 1 MiB or more
+    // that never recycles (collect, verify) takes shared buffers away: the next stream allocates.
     const buf = want >= CHUNK ? (this.pool.reuse() ?? Buffer.allocUnsafeSlow(CHUNK + SLACK)) : Buffer.allocUnsafeSlow(want);
     this.fh.read(buf, 0, want, this.position).then(
       ({ bytesRead }) => {

@@ -59,6 +59,8 @@ describe('per-client keys of the limiters', () => {
       ['2001:db8::', '2001:db8:0:0::/64'],
       ['::1', '0:0:0:0::/64'],
       ['64:ff9b::192.0.2.1', '64:ff9b:0:0::/64'],
+      ['1::2:3:4:5.6.7.8', '1:0:0:2::/64'],
+      ['1::2:3:4:506:708', '1:0:0:2::/64'],
       ['unknown', 'unknown'],
     ];
     for (const [raw, key] of cases) assert.equal(subscriberKey(raw), key, raw);
