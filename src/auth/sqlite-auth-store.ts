@@ -4,8 +4,9 @@
  * and off the push and pull paths, so each is its own transaction, synced by SQLite itself (the
  * metadata and data-key stores sync theirs off the event loop instead, ADR 0008).
  */
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { chmodSync, closeSync, openSync } from 'node:fs';
+import { openSqlite } from '../storage/index.js';
 import { AuthStoreConflict, type AuthKind, type AuthStore, type Stored } from './store.js';
 
 interface Row {
@@ -23,10 +24,9 @@ export class SqliteAuthStore implements AuthStore {
     // bootstrap credential. SQLite gives its -wal and -shm files the database file's mode.
     closeSync(openSync(path, 'a', 0o600));
     chmodSync(path, 0o600);
-    this.db = new Database(path);
+    this.db = openSqlite(path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
-    this.db.pragma('busy_timeout = 5000');
     this.db.exec(`CREATE TABLE IF NOT EXISTS auth_records (
       kind TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, value TEXT NOT NULL,
       PRIMARY KEY (kind, id)) WITHOUT ROWID`);

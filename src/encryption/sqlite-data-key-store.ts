@@ -10,10 +10,10 @@
  * front (waiting up to busy_timeout) instead of failing with SQLITE_BUSY_SNAPSHOT when a
  * savepoint reads before it writes while the other process commits.
  */
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { chmodSync, closeSync, openSync } from 'node:fs';
 import type { Digest } from '../oci/index.js';
-import { GroupCommit } from '../storage/index.js';
+import { GroupCommit, openSqlite } from '../storage/index.js';
 import { sameKek, type DataKeyRecord, type DataKeyStore, type KekCount, type KekRef, type SealedKind } from './data-key-store.js';
 import { compareKeys } from './memory-data-key-store.js';
 
@@ -143,9 +143,8 @@ export class SqliteDataKeyStore implements DataKeyStore {
 
   constructor(path: string) {
     createPrivate(path);
-    this.db = new Database(path);
+    this.db = openSqlite(path);
     const db = this.db;
-    db.pragma('busy_timeout = 5000');
     // WAL, each commit synced off the event loop before it is acknowledged (ADR 0008)
     // BEGIN IMMEDIATE: another process (fsck) may write between a read and a write
     this.commits = new GroupCommit(db, { immediate: true, walSync: true });

@@ -11,3 +11,4 @@ export { RecyclePool, SharedFreeList, sharedFreeList } from './recycle-pool.js';
 export { fsck, type FsckReport, type FsckProblem, type FsckProblemKind } from './fsck.js';
 export { GroupCommit } from './group-commit.js';
 export { ManifestCache, type ManifestCacheOptions } from './manifest-cache.js';
+export { openSqlite, PAGE_CACHE_KIB } from './sqlite-connection.js';

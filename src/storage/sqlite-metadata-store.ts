@@ -6,10 +6,11 @@
  * share one transaction and one fsync, each in its own savepoint; the fsync of the WAL runs on the
  * thread pool, not inside the commit on the event loop (ADR 0008).
  */
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import type { Digest } from '../oci/index.js';
 import type { ManifestRecord, MetadataStore, Page } from './metadata-store.js';
 import { GroupCommit } from './group-commit.js';
+import { openSqlite } from './sqlite-connection.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS repositories (name TEXT PRIMARY KEY, created_at INTEGER NOT NULL) WITHOUT ROWID;
@@ -59,8 +60,7 @@ export class SqliteMetadataStore implements MetadataStore {
   private readonly commits: GroupCommit;
 
   constructor(path: string) {
-    this.db = new Database(path);
-    this.db.pragma('busy_timeout = 5000');
+    this.db = openSqlite(path);
     // WAL, each commit synced off the event loop before it is acknowledged (ADR 0008)
     this.commits = new GroupCommit(this.db, { walSync: true });
     this.db.exec(SCHEMA);

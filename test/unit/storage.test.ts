@@ -9,7 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { digestHex, digestOf } from '../../src/oci/index.js';
-import { FsBlobStore, MemoryBlobStore, MemoryMetadataStore, SqliteMetadataStore } from '../../src/storage/index.js';
+import type Database from 'better-sqlite3';
+import { FsBlobStore, MemoryBlobStore, MemoryMetadataStore, PAGE_CACHE_KIB, SqliteMetadataStore } from '../../src/storage/index.js';
+import { SqliteDataKeyStore } from '../../src/encryption/index.js';
+import { SqliteAuthStore } from '../../src/auth/index.js';
 import { runBlobStoreSuite } from '../testkit/blob-store-suite.js';
 import { runMetadataStoreSuite } from '../testkit/metadata-store-suite.js';
 import { rejectsWithCode } from '../testkit/assert-registry-error.js';
@@ -238,6 +241,28 @@ describe('SqliteMetadataStore on disk', () => {
     } finally {
       await writer.close();
       await reader.close();
+    }
+  });
+});
+
+describe('SQLite connections', () => {
+  test('every store opens its database with a 2,000 KiB page cache, not better-sqlite3\'s 16 MiB', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'bulwark-sqlite-'));
+    try {
+      const stores = [
+        new SqliteMetadataStore(join(dir, 'metadata.db')),
+        new SqliteDataKeyStore(join(dir, 'data-keys.db')),
+        new SqliteAuthStore(join(dir, 'auth.db')),
+      ];
+      for (const store of stores) {
+        // The connection is private: the stores expose no pragma, and should not.
+        const db = (store as unknown as { db: Database.Database }).db;
+        assert.equal(db.pragma('cache_size', { simple: true }), -PAGE_CACHE_KIB, store.constructor.name);
+        assert.equal(db.pragma('busy_timeout', { simple: true }), 5000, store.constructor.name);
+        await store.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });
