@@ -18,7 +18,8 @@ import { AccessRequests, elevationsUsed } from './access-requests.js';
 import { registryError } from '../oci/index.js';
 import { Directory, type Actor } from './directory.js';
 import { authError } from './errors.js';
-import { addressKey, FailureLimiter, type FailureLimits } from './failure-limiter.js';
+import { FailureLimiter, type FailureLimits } from './failure-limiter.js';
+import { subscriberKey } from '../network/index.js';
 import { MAX_PASSWORD_LENGTH, verifyPassword } from './passwords.js';
 import type { RepositoryPattern } from './patterns.js';
 import { AccessPolicy, ANONYMOUS } from './policy.js';
@@ -114,7 +115,7 @@ export class AuthService {
     // Attempts of one identity from one address run one after the other, so each sees the
     // failures before it: concurrency cannot slip past the limit (and a correct password
     // verified once is cached, so a legitimate burst stays fast).
-    const key = `${identity}\0${addressKey(client.address)}`;
+    const key = `${identity}\0${subscriberKey(client.address)}`;
     const previous = this.signInQueue.get(key) ?? Promise.resolve();
     const attempt = previous.then(() => this.signInOnce(identity, username, password, client));
     const settled = attempt.then(

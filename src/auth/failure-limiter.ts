@@ -17,9 +17,6 @@ export interface FailureLimits {
 
 const MAX_KEYS = 100_000;
 
-/** The address a failure is counted against: IPv4 as is, IPv6 by its /64 (network/address.ts). */
-export const addressKey = subscriberKey;
-
 export class FailureLimiter {
   private readonly failures = new Map<string, number[]>();
 
@@ -27,7 +24,7 @@ export class FailureLimiter {
 
   /** Seconds until the caller may try again, or 0 when it may try now. */
   retryAfter(identity: string, rawAddress: string, now = Date.now()): number {
-    const address = addressKey(rawAddress);
+    const address = subscriberKey(rawAddress);
     const pair = this.recent(`${identity}\0${address}`, now);
     const addr = this.recent(`\0${address}`, now);
     let until = 0;
@@ -37,7 +34,7 @@ export class FailureLimiter {
   }
 
   fail(identity: string, rawAddress: string, now = Date.now()): void {
-    const address = addressKey(rawAddress);
+    const address = subscriberKey(rawAddress);
     for (const key of [`${identity}\0${address}`, `\0${address}`]) {
       const list = this.recent(key, now);
       list.push(now);
@@ -49,7 +46,7 @@ export class FailureLimiter {
 
   /** A success clears the pair's failures (not the address's). */
   succeed(identity: string, rawAddress: string): void {
-    this.failures.delete(`${identity}\0${addressKey(rawAddress)}`);
+    this.failures.delete(`${identity}\0${subscriberKey(rawAddress)}`);
   }
 
   private recent(key: string, now: number): number[] {

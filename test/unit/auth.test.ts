@@ -27,7 +27,8 @@ import {
   type AuthStore,
   type RoleAssignmentRecord,
 } from '../../src/auth/index.js';
-import { addressKey, FailureLimiter } from '../../src/auth/failure-limiter.js';
+import { FailureLimiter } from '../../src/auth/failure-limiter.js';
+import { subscriberKey } from '../../src/network/index.js';
 import { CachingAuthStore } from '../../src/auth/caching-auth-store.js';
 import { isRepositoryPattern, matchesRepository } from '../../src/auth/patterns.js';
 import { assignmentApplies, type DecisionContext } from '../../src/auth/policy.js';
@@ -443,11 +444,11 @@ describe('FailureLimiter', () => {
   const limits = { perIdentity: 3, perAddress: 5, windowMs: 10_000 };
 
   test('IPv6 failures count per /64, IPv4 per address, IPv4-mapped IPv6 as IPv4', () => {
-    assert.equal(addressKey('2001:db8:0:1:aaaa:bbbb:cccc:dddd'), '2001:db8:0:1::/64');
-    assert.equal(addressKey('2001:db8:0:1::2'), '2001:db8:0:1::/64');
-    assert.equal(addressKey('2001:db8::1'), '2001:db8:0:0::/64');
-    assert.equal(addressKey('::ffff:10.1.2.3'), '10.1.2.3');
-    assert.equal(addressKey('10.1.2.3'), '10.1.2.3');
+    assert.equal(subscriberKey('2001:db8:0:1:aaaa:bbbb:cccc:dddd'), '2001:db8:0:1::/64');
+    assert.equal(subscriberKey('2001:db8:0:1::2'), '2001:db8:0:1::/64');
+    assert.equal(subscriberKey('2001:db8::1'), '2001:db8:0:0::/64');
+    assert.equal(subscriberKey('::ffff:10.1.2.3'), '10.1.2.3');
+    assert.equal(subscriberKey('10.1.2.3'), '10.1.2.3');
     const l = new FailureLimiter(limits);
     // one host stepping through its /64 still hits the per-address limit
     for (let i = 1; i <= 5; i++) l.fail(`user${i}`, `2001:db8:0:1::${i.toString(16)}`, 0);
