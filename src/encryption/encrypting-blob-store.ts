@@ -151,16 +151,16 @@ export class EncryptingBlobStore implements BlobStore {
    * authenticate under this object id), so it is remembered.
    */
   private async checkBinding(rec: DataKeyRecord, key: Buffer, layout: Layout, objectId: Buffer): Promise<void> {
-    if (this.bound.has(bindingId(rec))) return;
+    const id = bindingId(rec);
+    if (this.bound.has(id)) return;
     const at = layout.terminatorOffset(rec.size);
     const sealed = await collect(await this.inner.read(rec.cipherDigest, { start: at, end: layout.cipherSize(rec.size, rec.digest) - 1 }));
     checkTerminator(key, objectId, rec.segmentSize, sealed, { size: rec.size, digest: rec.digest });
-    this.remember(rec);
+    this.remember(id);
   }
 
   /** A binding known to hold: checked, or just written by this store (its commit sealed the terminator). */
-  private remember(rec: DataKeyRecord): void {
-    const id = bindingId(rec);
+  private remember(id: string): void {
     if (this.bound.has(id)) return;
     if (this.bound.size >= BOUND_ENTRIES) this.bound.delete(this.bound.values().next().value as string);
     this.bound.add(id);
@@ -212,7 +212,7 @@ export class EncryptingBlobStore implements BlobStore {
     }
     // This store sealed the object's terminator for this digest moments ago: the first pull
     // need not read it back to check the record (a record changed since is another binding).
-    this.remember(rec);
+    this.remember(bindingId(rec));
   }
 
   async delete(digest: Digest): Promise<boolean> {
