@@ -70,6 +70,8 @@ export class EncryptingBlobStore implements BlobStore {
   private readonly sessions: SessionBytes;
   /** object bindings already checked (checkBinding), oldest first */
   private readonly bound = new Set<string>();
+  /** digests being committed or put, each released when done (exclusive) */
+  private readonly committing = new Map<Digest, Promise<void>>();
 
   constructor(o: EncryptingBlobStoreOptions) {
     this.inner = o.inner;
@@ -82,7 +84,7 @@ export class EncryptingBlobStore implements BlobStore {
 
   // --- stored blobs -----------------------------------------------------------------------
 
-  /** The record of a stored blob whose ciphertext is present (a stale record counts as absent; `adopt` replaces it). */
+  /** The record of a stored blob whose ciphertext is present (a stale record counts as absent; `settle` replaces it). */
   private async record(digest: Digest): Promise<DataKeyRecord | undefined> {
     const rec = await this.keys.get('blob', digest);
     if (rec === undefined) return undefined;
@@ -172,36 +174,82 @@ export class EncryptingBlobStore implements BlobStore {
 
   async put(data: Buffer, digest: Digest): Promise<BlobInfo> {
     if (digestOf(data, digestAlgorithm(digest)) !== digest) throw registryError('DIGEST_INVALID', undefined, { detail: { digest } });
-    if ((await this.record(digest)) !== undefined) return { digest, size: data.length };
-    const objectId = newObjectId();
-    const dk = await this.ring.newDataKey(objectId.toString('hex'));
+    return this.exclusive(digest, async () => {
+      if ((await this.record(digest)) !== undefined) return { digest, size: data.length };
+      const objectId = newObjectId();
+      const dk = await this.ring.newDataKey(objectId.toString('hex'));
+      try {
+        const sealed = sealBuffer(data, digest, dk.key, { segmentSize: this.segmentSize, objectId, kek: dk.kek, wrapped: dk.wrapped });
+        const cipherDigest = digestOf(sealed.bytes);
+        const rec: DataKeyRecord = {
+          kind: 'blob',
+          digest,
+          cipherDigest,
+          size: data.length,
+          objectId: objectId.toString('hex'),
+          segmentSize: this.segmentSize,
+          headerLength: sealed.headerLength,
+          kek: dk.kek,
+          wrapped: dk.wrapped,
+          createdAt: Date.now(),
+        };
+        await this.storeBeside(rec, () => this.inner.put(sealed.bytes, cipherDigest));
+        return { digest, size: data.length };
+      } finally {
+        dk.key.fill(0);
+      }
+    });
+  }
+
+  /**
+   * Runs `run` while no other commit or put of `digest` runs in this store. Records may be
+   * written before their objects are durable (storeBeside), so a second commit of the same
+   * content must not find the first one's record while its object is still being written: it
+   * would take the record for a stale one and replace it. One process owns a data directory.
+   */
+  private async exclusive<T>(digest: Digest, run: () => Promise<T>): Promise<T> {
+    for (let busy = this.committing.get(digest); busy !== undefined; busy = this.committing.get(digest)) await busy;
+    let release = (): void => undefined;
+    this.committing.set(digest, new Promise<void>((resolve) => (release = resolve)));
     try {
-      const sealed = sealBuffer(data, digest, dk.key, { segmentSize: this.segmentSize, objectId, kek: dk.kek, wrapped: dk.wrapped });
-      const stored = await this.inner.put(sealed.bytes, digestOf(sealed.bytes));
-      await this.adopt({
-        kind: 'blob',
-        digest,
-        cipherDigest: stored.digest,
-        size: data.length,
-        objectId: objectId.toString('hex'),
-        segmentSize: this.segmentSize,
-        headerLength: sealed.headerLength,
-        kek: dk.kek,
-        wrapped: dk.wrapped,
-        createdAt: Date.now(),
-      });
-      return { digest, size: data.length };
+      return await run();
     } finally {
-      dk.key.fill(0);
+      this.committing.delete(digest);
+      release();
     }
   }
 
   /**
-   * Makes a committed ciphertext object the blob's: its record is written after the object is
-   * durable. A stale record (ciphertext gone) is replaced; a live one wins, and ours is deleted.
+   * Writes a ciphertext object (`write`, which must store it under `rec.cipherDigest`) and its
+   * record side by side: each is durable before this resolves, and the record's sync (a WAL
+   * sync of its own database) no longer waits for the object's sync and rename. A record whose
+   * object is missing is harmless: `record` treats it as absent and the next commit replaces it.
+   * So a crash between the two leaves either nothing readable or a blob whose record and object
+   * are both durable; only the answer after both vouches for the blob. Callers hold `exclusive`.
    */
-  private async adopt(rec: DataKeyRecord): Promise<void> {
-    let stored = await this.keys.putIfAbsent(rec);
+  private async storeBeside(rec: DataKeyRecord, write: () => Promise<BlobInfo>): Promise<void> {
+    const [object, record] = await Promise.allSettled([write(), this.keys.putIfAbsent(rec)]);
+    const wrongName = object.status === 'fulfilled' && object.value.digest !== rec.cipherDigest;
+    if (object.status === 'rejected' || wrongName) {
+      // Take our record back when it was written (best effort: a stale record is harmless).
+      if (record.status === 'fulfilled' && record.value.cipherDigest === rec.cipherDigest) await this.keys.delete('blob', rec.digest, rec.cipherDigest).catch(() => false);
+      if (object.status === 'rejected') throw object.reason;
+      throw new Error(`the blob store stored ${rec.cipherDigest} as ${object.value.digest}`);
+    }
+    if (record.status === 'rejected') {
+      // Our object is ours alone (its object id is new): without a record nothing can reach it.
+      await this.inner.delete(rec.cipherDigest).catch(() => false);
+      throw record.reason;
+    }
+    await this.settle(rec, record.value);
+  }
+
+  /**
+   * Makes a committed ciphertext object the blob's, given what `putIfAbsent(rec)` returned. A
+   * stale record (ciphertext gone) is replaced; a live one wins, and ours is deleted.
+   */
+  private async settle(rec: DataKeyRecord, first: DataKeyRecord): Promise<void> {
+    let stored = first;
     if (stored.cipherDigest !== rec.cipherDigest && (await this.inner.stat(stored.cipherDigest)) === undefined) {
       await this.keys.delete('blob', rec.digest, stored.cipherDigest);
       stored = await this.keys.putIfAbsent(rec);
@@ -216,12 +264,16 @@ export class EncryptingBlobStore implements BlobStore {
   }
 
   async delete(digest: Digest): Promise<boolean> {
-    const rec = await this.keys.get('blob', digest);
-    if (rec === undefined) return false;
-    const removed = await this.keys.delete('blob', digest, rec.cipherDigest);
-    await this.inner.delete(rec.cipherDigest);
-    this.ring.forget(rec.objectId);
-    return removed;
+    // Not in the middle of a commit of the same content, whose record may already be written
+    // while its object is not (storeBeside): the object would land after the delete, unreachable.
+    return this.exclusive(digest, async () => {
+      const rec = await this.keys.get('blob', digest);
+      if (rec === undefined) return false;
+      const removed = await this.keys.delete('blob', digest, rec.cipherDigest);
+      await this.inner.delete(rec.cipherDigest);
+      this.ring.forget(rec.objectId);
+      return removed;
+    });
   }
 
   async *list(): AsyncIterable<Digest> {
@@ -378,48 +430,57 @@ export class EncryptingBlobStore implements BlobStore {
     let key: Buffer | undefined;
     let ended = false;
     try {
-      key = await this.ring.dataKey(st.objectId.toString('hex'), st.kek, st.wrapped);
+      const dataKey = await this.ring.dataKey(st.objectId.toString('hex'), st.kek, st.wrapped);
+      key = dataKey;
       const algorithm: DigestAlgorithm = expected === undefined ? 'sha256' : digestAlgorithm(expected);
-      const digest = algorithm === 'sha256' && st.hash !== undefined ? await st.hash.digest() : await this.sessions.hashSession(id, st, key, algorithm).catch((e: unknown) => {
+      const digest = algorithm === 'sha256' && st.hash !== undefined ? await st.hash.digest() : await this.sessions.hashSession(id, st, dataKey, algorithm).catch((e: unknown) => {
         if (e instanceof SealError) throw registryError('BLOB_UPLOAD_INVALID', 'the upload session is damaged; restart the upload', { cause: e });
         throw e;
       });
       if (expected !== undefined && digest !== expected) {
         throw registryError('DIGEST_INVALID', 'provided digest did not match uploaded content', { detail: { digest: expected } });
       }
-      if ((await this.record(digest)) !== undefined) return { digest, size: st.plainSize };
-      // An upload that began before a rotation commits under the rotation's key version.
-      const current = this.ring.currentKek;
-      const { kek, wrapped } = current !== undefined && !sameKek(current, st.kek) ? await this.ring.rewrap(st.kek, st.wrapped, current) : st;
-      const layout = st.layout();
-      const terminator = sealSegment(
-        key,
-        segmentAad(st.objectId, st.segmentSize, layout.dataSegments(st.plainSize), true),
-        terminatorPlaintext(st.plainSize, digest, st.headerHash),
-      );
-      const cipherHash = st.cipherHash;
-      cipherHash?.update(terminator);
-      const cipherDigest = await cipherHash?.digest();
-      ended = true;
-      // The terminator ends the session with the commit's own sync. The object is named by the
-      // hash of every byte this decorator wrote, or, when that is unknown, by the store.
-      const stored =
-        cipherDigest === undefined
-          ? await this.inner.commitUpload(id, undefined, { trailer: terminator })
-          : await this.inner.commitUpload(id, cipherDigest, { vouched: true, trailer: terminator });
-      await this.adopt({
-        kind: 'blob',
-        digest,
-        cipherDigest: stored.digest,
-        size: st.plainSize,
-        objectId: st.objectId.toString('hex'),
-        segmentSize: st.segmentSize,
-        headerLength: st.headerLength,
-        kek,
-        wrapped,
-        createdAt: Date.now(),
+      return await this.exclusive(digest, async () => {
+        if ((await this.record(digest)) !== undefined) return { digest, size: st.plainSize };
+        // An upload that began before a rotation commits under the rotation's key version.
+        const current = this.ring.currentKek;
+        const { kek, wrapped } = current !== undefined && !sameKek(current, st.kek) ? await this.ring.rewrap(st.kek, st.wrapped, current) : st;
+        const layout = st.layout();
+        const terminator = sealSegment(
+          dataKey,
+          segmentAad(st.objectId, st.segmentSize, layout.dataSegments(st.plainSize), true),
+          terminatorPlaintext(st.plainSize, digest, st.headerHash),
+        );
+        const cipherHash = st.cipherHash;
+        cipherHash?.update(terminator);
+        const cipherDigest = await cipherHash?.digest();
+        ended = true;
+        const rec = (object: Digest): DataKeyRecord => ({
+          kind: 'blob',
+          digest,
+          cipherDigest: object,
+          size: st.plainSize,
+          objectId: st.objectId.toString('hex'),
+          segmentSize: st.segmentSize,
+          headerLength: st.headerLength,
+          kek,
+          wrapped,
+          createdAt: Date.now(),
+        });
+        // The terminator ends the session with the commit's own sync. The object is named by the
+        // hash of every byte this decorator wrote, and its record is written beside it. When that
+        // hash is unknown (a session from before a restart, or one whose hash an append dropped:
+        // a rewritten partial segment, a truncation, a failed append), the store names the
+        // object, and the record follows.
+        if (cipherDigest !== undefined) {
+          await this.storeBeside(rec(cipherDigest), () => this.inner.commitUpload(id, cipherDigest, { vouched: true, trailer: terminator }));
+        } else {
+          const stored = await this.inner.commitUpload(id, undefined, { trailer: terminator });
+          const mine = rec(stored.digest);
+          await this.settle(mine, await this.keys.putIfAbsent(mine));
+        }
+        return { digest, size: st.plainSize };
       });
-      return { digest, size: st.plainSize };
     } finally {
       key?.fill(0);
       this.uploads.drop(id);

@@ -13,8 +13,7 @@ import { finished } from 'node:stream/promises';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { digestOf, type Digest } from '../../src/oci/index.js';
 import { FsBlobStore, MemoryBlobStore, isRecycling, type BlobStore, type ByteRange } from '../../src/storage/index.js';
-import type { EncryptingBlobStore} from '../../src/encryption/index.js';
-import { Layout, SEGMENT_OVERHEAD } from '../../src/encryption/index.js';
+import { EncryptingBlobStore, Layout, SEGMENT_OVERHEAD } from '../../src/encryption/index.js';
 import { runBlobStoreSuite } from '../testkit/blob-store-suite.js';
 import { rejectsWithCode } from '../testkit/assert-registry-error.js';
 import { bodyOf, collect } from '../testkit/streams.js';
@@ -292,6 +291,113 @@ describe('EncryptingBlobStore over the filesystem', () => {
     let records = 0;
     for await (const r of rig.keys.list()) if (r.digest === digestOf(data)) records++;
     assert.equal(records, 1);
+  });
+
+  test('identical content committed by concurrent sessions and puts at once is stored once, and reads back', async () => {
+    // Records are written beside their objects (ADR 0017). The first commit's object is slow to
+    // land here: without the per-digest exclusion, the later commits and puts would take its record,
+    // whose object is still being written, for a stale one, replace it, and leave its object
+    // behind (and a crash then would lose a push already acknowledged).
+    const slow = Object.create(inner) as FsBlobStore;
+    let first = true;
+    const firstWaits = async (): Promise<void> => {
+      if (!first) return;
+      first = false;
+      await new Promise((r) => setTimeout(r, 150));
+    };
+    slow.commitUpload = async (id, expected, opts) => {
+      await firstWaits();
+      return inner.commitUpload(id, expected, opts);
+    };
+    slow.put = async (bytes, digest) => {
+      await firstWaits();
+      return inner.put(bytes, digest);
+    };
+    const racing = rig.store(slow, SEG);
+    const data = randomBytes(3 * SEG + 5);
+    const digest = digestOf(data);
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const id = randomUUID();
+      await racing.startUpload(id, 'team/app');
+      await racing.appendUpload(id, bodyOf(data), { length: data.length });
+      ids.push(id);
+    }
+    // The commits first (the first one's object is then the slow one), the puts once it is being written.
+    const commits = ids.map((id) => racing.commitUpload(id, digest));
+    await new Promise((r) => setTimeout(r, 30));
+    assert.equal(first, false, 'the first commit has reached the store below');
+    const done = await Promise.all([...commits, racing.put(data, digest), racing.put(data, digest)]);
+    for (const info of done) assert.deepEqual(info, { digest, size: data.length });
+    assert.equal((await filesUnder(join(dir, 'blobs'))).length, 1);
+    let records = 0;
+    for await (const r of rig.keys.list()) if (r.digest === digest) records++;
+    assert.equal(records, 1);
+    assert.ok((await racing.readAll(digest)).equals(data));
+    assert.ok((await store.readAll(digest)).equals(data));
+  });
+
+  test('a delete that arrives while the same content is being committed waits for it, and leaves nothing behind', async () => {
+    // The record is written before the slow object lands: a delete running then would remove the
+    // record and find no object, and the object would land afterwards, unreachable.
+    const slow = Object.create(inner) as FsBlobStore;
+    slow.commitUpload = async (id, expected, opts) => {
+      await new Promise((r) => setTimeout(r, 150));
+      return inner.commitUpload(id, expected, opts);
+    };
+    const racing = rig.store(slow, SEG);
+    const data = randomBytes(2 * SEG + 3);
+    const id = randomUUID();
+    await racing.startUpload(id, 'team/app');
+    await racing.appendUpload(id, bodyOf(data), { length: data.length });
+    const commit = racing.commitUpload(id, digestOf(data));
+    await new Promise((r) => setTimeout(r, 30));
+    const [committed, deleted] = await Promise.all([commit, racing.delete(digestOf(data))]);
+    assert.equal(committed.digest, digestOf(data));
+    assert.equal(deleted, true);
+    assert.deepEqual(await filesUnder(join(dir, 'blobs')), []);
+    assert.equal(await rig.keys.get('blob', digestOf(data)), undefined);
+  });
+
+  test('a record that cannot be written takes its object with it', async () => {
+    const keys = rig.keys;
+    const failingKeys = Object.create(keys) as typeof keys;
+    failingKeys.putIfAbsent = () => Promise.reject(new Error('injected: the database refused the write'));
+    const faulty = new EncryptingBlobStore({ inner, keys: failingKeys, ring: rig.ring, segmentSize: SEG });
+    const data = randomBytes(SEG + 11);
+    await assert.rejects(push(faulty, data), /injected/);
+    assert.deepEqual(await filesUnder(join(dir, 'blobs')), []);
+  });
+
+  test('a commit whose object the store below fails to keep leaves no record, and the next push succeeds', async () => {
+    const failing = Object.create(inner) as FsBlobStore;
+    let fail = true;
+    failing.commitUpload = async (id, expected, opts) => {
+      const info = await inner.commitUpload(id, expected, opts);
+      if (!fail) return info;
+      await inner.delete(info.digest); // as if the rename had never reached the disk
+      throw new Error('injected: the disk refused the rename');
+    };
+    const faulty = rig.store(failing, SEG);
+    const data = randomBytes(2 * SEG + 9);
+    await assert.rejects(push(faulty, data), /injected/);
+    assert.equal(await rig.keys.get('blob', digestOf(data)), undefined);
+    await rejectsWithCode(faulty.readAll(digestOf(data)), 'BLOB_UNKNOWN');
+    fail = false;
+    assert.equal(await push(faulty, data), digestOf(data));
+    assert.ok((await faulty.readAll(digestOf(data))).equals(data));
+  });
+
+  test('a record whose object never reached the disk (a crash between the two) is replaced by the next push', async () => {
+    const data = randomBytes(SEG + 1);
+    const digest = await push(store, data);
+    const rec = await rig.keys.get('blob', digest);
+    assert.ok(rec !== undefined);
+    await inner.delete(rec.cipherDigest);
+    await rejectsWithCode(store.readAll(digest), 'BLOB_UNKNOWN');
+    assert.equal(await push(store, data), digest);
+    assert.ok((await store.readAll(digest)).equals(data));
+    assert.notEqual((await rig.keys.get('blob', digest))?.cipherDigest, rec.cipherDigest);
   });
 
   test('chunks that end inside a segment are sealed again and the blob reads back whole', async () => {
