@@ -61,7 +61,10 @@ export async function fsck(blobs: BlobStore, meta: MetadataStore, opts: { repair
       problems.push(...(await checkManifest(blobs, meta, r.repository, r.digest, opts.repair)));
       continue;
     }
-    const present = !corrupt.has(r.digest) && (await blobs.stat(r.digest)) !== undefined;
+    // With repair, a corrupt blob is in quarantine: whatever is stored under its digest now was
+    // pushed afresh since (and its link is that push's), so only what is stored counts. Without
+    // repair the corrupt bytes are still in place, and stat would find them.
+    const present = (opts.repair || !corrupt.has(r.digest)) && (await blobs.stat(r.digest)) !== undefined;
     if (!present) {
       if (opts.repair) await meta.unlinkBlob(r.repository, r.digest);
       problems.push({

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { digestHex, digestOf } from '../../src/oci/index.js';
 import type Database from 'better-sqlite3';
-import { FsBlobStore, MemoryBlobStore, MemoryMetadataStore, PAGE_CACHE_KIB, SqliteMetadataStore } from '../../src/storage/index.js';
+import { FsBlobStore, MemoryBlobStore, MemoryMetadataStore, PAGE_CACHE_KIB, SqliteMetadataStore, fsck } from '../../src/storage/index.js';
 import { SqliteDataKeyStore } from '../../src/encryption/index.js';
 import { SqliteAuthStore } from '../../src/auth/index.js';
 import { runBlobStoreSuite } from '../testkit/blob-store-suite.js';
@@ -191,6 +191,43 @@ describe('FsBlobStore on disk', () => {
     await store.quarantine(d);
     assert.equal(await store.stat(d), undefined);
     assert.equal(await readFile(join(dir, 'quarantine', `sha256-${hex}`), 'utf8'), 'tampered');
+  });
+
+  test('fsck --repair keeps the link of a blob pushed afresh after its corrupt copy was quarantined', async () => {
+    const meta = new MemoryMetadataStore();
+    const good = Buffer.from('layer bytes');
+    const d = digestOf(good);
+    await store.put(good, d);
+    await meta.linkBlob('team/app', d, good.length);
+    await meta.linkBlob('team/old', d, good.length);
+    const hex = digestHex(d);
+    await writeFile(join(dir, 'blobs', 'sha256', hex.slice(0, 2), hex), 'tampered');
+    // Between the blob pass and the reference pass, a client pushes the content again.
+    const racing = Object.create(meta) as MemoryMetadataStore;
+    racing.referencedDigests = async function* () {
+      await store.put(good, d);
+      await meta.linkBlob('team/app', d, good.length);
+      yield* meta.referencedDigests();
+    };
+    const report = await fsck(store, racing, { repair: true });
+    assert.deepEqual(
+      report.problems.map((p) => p.kind),
+      ['corrupt-blob'],
+    );
+    assert.equal(await meta.blobLink('team/app', d), good.length);
+    assert.ok((await store.readAll(d)).equals(good));
+    // Without a fresh push, the links to quarantined content are removed, and without repair
+    // the corrupt copy is reported behind every link.
+    await writeFile(join(dir, 'blobs', 'sha256', hex.slice(0, 2), hex), 'tampered');
+    assert.deepEqual(
+      (await fsck(store, meta, { repair: false })).problems.map((p) => `${p.kind} ${p.repository ?? ''}`).sort(),
+      ['corrupt-blob ', 'missing-blob team/app', 'missing-blob team/old'],
+    );
+    assert.deepEqual(
+      (await fsck(store, meta, { repair: true })).problems.map((p) => `${p.kind} ${p.repository ?? ''}`).sort(),
+      ['corrupt-blob ', 'missing-blob team/app', 'missing-blob team/old'],
+    );
+    assert.equal(await meta.blobLink('team/app', d), undefined);
   });
 
   test('upload ids that are not server-generated UUIDs never reach the filesystem', async () => {
