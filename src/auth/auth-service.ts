@@ -64,8 +64,8 @@ export class AuthService {
   readonly tokens: TokenService;
   readonly accessRequests: AccessRequests;
   private readonly limiter: FailureLimiter;
-  /** the last sign-in attempt per (identity, address), to run them one after the other */
-  private readonly signInQueue = new Map<string, Promise<void>>();
+  /** the last sign-in or token-exchange attempt per key (oneAtATime), to run them one after the other */
+  private readonly attempts = new Map<string, Promise<void>>();
   private readonly oidc: OidcVerifier;
   /**
    * sha256(username, password) → stored hash it verified against, for 60 s. Only
@@ -115,18 +115,24 @@ export class AuthService {
     // Attempts of one identity from one address run one after the other, so each sees the
     // failures before it: concurrency cannot slip past the limit (and a correct password
     // verified once is cached, so a legitimate burst stays fast).
-    const key = `${identity}\0${subscriberKey(client.address)}`;
-    const previous = this.signInQueue.get(key) ?? Promise.resolve();
-    const attempt = previous.then(() => this.signInOnce(identity, username, password, client));
-    const settled = attempt.then(
+    return this.oneAtATime(`sign-in\0${identity}\0${subscriberKey(client.address)}`, () => this.signInOnce(identity, username, password, client));
+  }
+
+  /**
+   * Runs `attempt` once every earlier attempt under `key` has settled, so that each sees the
+   * failures recorded before it (the failure limiter counts a failure only once it is known).
+   */
+  private oneAtATime<T>(key: string, attempt: () => Promise<T>): Promise<T> {
+    const run = (this.attempts.get(key) ?? Promise.resolve()).then(attempt);
+    const settled = run.then(
       () => undefined,
       () => undefined,
     );
-    this.signInQueue.set(key, settled);
+    this.attempts.set(key, settled);
     void settled.then(() => {
-      if (this.signInQueue.get(key) === settled) this.signInQueue.delete(key);
+      if (this.attempts.get(key) === settled) this.attempts.delete(key);
     });
-    return attempt;
+    return run;
   }
 
   private async signInOnce(identity: string, username: string, password: string, client: ClientInfo): Promise<Subject> {
@@ -241,9 +247,14 @@ export class AuthService {
    * identity (CI with no stored secret); one from a configured user issuer signs in as the
    * person `user:<sub>@<issuer>`. Anything else, or any verification failure, is 401.
    */
-  async exchange(idToken: string, client: ClientInfo): Promise<{ refreshToken: string; subject: Subject }> {
+  exchange(idToken: string, client: ClientInfo): Promise<{ refreshToken: string; subject: Subject }> {
     // Failed exchanges count like failed sign-ins (per address, and under one name for all of them):
-    // each attempt may cost a JWKS fetch and a signature check, so guessing is throttled too.
+    // each attempt may cost a JWKS fetch and a signature check, so guessing is throttled too, and
+    // the attempts of one address run one after the other, so that a burst cannot slip past it.
+    return this.oneAtATime(`exchange\0${subscriberKey(client.address)}`, () => this.exchangeOnce(idToken, client));
+  }
+
+  private async exchangeOnce(idToken: string, client: ClientInfo): Promise<{ refreshToken: string; subject: Subject }> {
     const wait = this.limiter.retryAfter(EXCHANGE, client.address);
     if (wait > 0) {
       this.audit('auth.throttled', client, { principal: EXCHANGE, outcome: 'failure', reason: 'too many failed token exchanges' });

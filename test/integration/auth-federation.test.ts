@@ -129,6 +129,24 @@ describe('federated workload identity: a CI job exchanges its provider token, no
     await assertRefused(t, events, await idp.token({ subject: 'repo:acme/app:ref:refs/heads/feature', audience: CI_AUDIENCE }), /no federated credential matches the subject/);
   });
 
+  test('a burst of refused tokens from one address cannot slip past the failure limit: of 12 at once, 3 are checked', async () => {
+    // Each attempt verifies a real signature (asynchronous) before its failure counts; the
+    // attempts of one address run one after the other, so each sees the failures before it.
+    const strict = await startApp({ 'auth.enabled': true, 'auth.failures.perIdentity': 3, 'auth.failures.perAddress': 3, 'auth.failures.windowSeconds': 60 });
+    try {
+      await authOf(strict).directory.createService(ADMIN_ACTOR, { name: 'ci-pipeline', description: 'acme/app main branch' });
+      await authOf(strict).directory.addFederated(ADMIN_ACTOR, { name: 'acme-app-main', service: 'ci-pipeline', issuer: idp.issuer, subject: CI_SUBJECT, audience: CI_AUDIENCE });
+      const wrongSubject = await idp.token({ subject: 'repo:acme/app:ref:refs/heads/feature', audience: CI_AUDIENCE });
+      const burst = await Promise.all(Array.from({ length: 12 }, () => exchange(strict, wrongSubject, '198.51.100.12')));
+      const statuses = burst.map((r) => r.statusCode);
+      assert.equal(statuses.filter((c) => c === 401).length, 3, statuses.join(' '));
+      assert.equal(statuses.filter((c) => c === 429).length, 9, statuses.join(' '));
+      assert.equal((await exchange(strict, await idp.token({ subject: CI_SUBJECT, audience: CI_AUDIENCE }), '198.51.100.13')).statusCode, 200, 'another address');
+    } finally {
+      await strict.close();
+    }
+  });
+
   test('a token for the bound subject but another audience is refused (401, audited)', async () => {
     await assertRefused(t, events, await idp.token({ subject: CI_SUBJECT, audience: 'some-other-app' }), /"aud"/);
   });
