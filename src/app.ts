@@ -12,7 +12,7 @@ import { createHttpServer } from './http/index.js';
 import { Throttled, checkHealth, createRegistry, type Registry } from './registry/index.js';
 import { adminRoutes, createDataEndpoint, dataEndpointKind, dataUrlRedirect, distributionRoutes, oauthRoutes } from './routes/index.js';
 import { createBlobStore, createMetadataStore, type BlobStore, type MetadataStore } from './storage/index.js';
-import { Rotator, assertNotEncrypted, createEncryption, keyVaultAudit, type Encryption } from './encryption/index.js';
+import { KeyRingSealer, Rotator, assertNotEncrypted, createEncryption, keyVaultAudit, type Encryption } from './encryption/index.js';
 import type { KeyVault } from './keyvault/index.js';
 import { ClientIdentities, TlsReloader, UrlSigner, readUrlSecret, installNetworkGuard, prepareListeners, readTlsFiles, serverTlsOptions, type SecureServer } from './network/index.js';
 
@@ -146,7 +146,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
         const i = pair.lastIndexOf('=');
         return { issuer: pair.slice(0, i), audience: pair.slice(i + 1) };
       }),
-    });
+      // The token-signing private keys are sealed by the key vault like stored content (ADR 0018).
+    }, encryption === undefined ? undefined : new KeyRingSealer(encryption.ring));
     const onDisk = config.storage.metadataDriver === 'sqlite';
     bootstrap = await auth.directory.ensureBootstrapAdmin(onDisk ? (creds) => writeBootstrapFile(config.dataDir, creds) : undefined);
     if (bootstrap !== undefined && onDisk) {

@@ -25,7 +25,7 @@ import type { RepositoryPattern } from './patterns.js';
 import { AccessPolicy, ANONYMOUS } from './policy.js';
 import { OidcVerifier } from './oidc.js';
 import type { AdminRecord, FederatedCredentialRecord, RefreshTokenRecord, ServiceRecord, TokenRecord } from './records.js';
-import { SigningKeys, type SigningAlgorithm } from './signing-keys.js';
+import { SigningKeys, type KeySealer, type SigningAlgorithm } from './signing-keys.js';
 import type { AuthStore } from './store.js';
 import { TokenService, type AccessClaims, type Subject, type TokenSettings } from './tokens.js';
 
@@ -88,13 +88,15 @@ export class AuthService {
     this.oidc = new OidcVerifier({ clockSkewSeconds: settings.clockSkewSeconds });
   }
 
-  static async create(store: AuthStore, bus: EventBus, settings: AuthSettings): Promise<AuthService> {
+  /** `sealer` seals the token-signing keys at rest (the key vault, when encryption is on; ADR 0018). */
+  static async create(store: AuthStore, bus: EventBus, settings: AuthSettings, sealer?: KeySealer): Promise<AuthService> {
     const dayMs = 86_400_000;
     const keys = await new SigningKeys(store, {
       algorithm: settings.algorithm,
       rotateAfterMs: settings.keyRotationDays * dayMs,
       // a retired key verifies every token it signed: the longest lifetime, plus skew
       retainMs: (Math.max(settings.accessTokenSeconds, settings.refreshTokenSeconds) + settings.clockSkewSeconds) * 1000,
+      sealer,
     }).init();
     return new AuthService(store, bus, settings, keys);
   }

@@ -12,3 +12,4 @@ export { MemoryAuthStore } from './memory-auth-store.js';
 export { SqliteAuthStore } from './sqlite-auth-store.js';
 export { CachingAuthStore } from './caching-auth-store.js';
 export type * from './records.js';
+export { SigningKeys, type KeySealer, type SigningAlgorithm } from './signing-keys.js';

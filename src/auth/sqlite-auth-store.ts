@@ -20,13 +20,17 @@ export class SqliteAuthStore implements AuthStore {
   private readonly stmts;
 
   constructor(path: string) {
-    // auth.db holds the private signing keys and the password hashes: owner-only, like the
-    // bootstrap credential. SQLite gives its -wal and -shm files the database file's mode.
+    // auth.db holds the signing keys (their private halves sealed by the key vault when
+    // encryption is on, ADR 0018) and the password hashes: owner-only, like the bootstrap
+    // credential. SQLite gives its -wal and -shm files the database file's mode.
     closeSync(openSync(path, 'a', 0o600));
     chmodSync(path, 0o600);
     this.db = openSqlite(path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
+    // What is deleted or overwritten (a retired key's private half, a revoked token's record) is
+    // zeroed in the file, not left in free space.
+    this.db.pragma('secure_delete = ON');
     this.db.exec(`CREATE TABLE IF NOT EXISTS auth_records (
       kind TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, value TEXT NOT NULL,
       PRIMARY KEY (kind, id)) WITHOUT ROWID`);

@@ -89,7 +89,7 @@ export class TokenService {
   }
 
   private async sign(claims: JWTPayload, iat: number, lifetime: number, jti: string = randomUUID()): Promise<string> {
-    const { kid, alg, key } = this.keys.active();
+    const { kid, alg, key } = await this.keys.active();
     return new SignJWT(claims)
       .setProtectedHeader({ alg, kid, typ: 'JWT' })
       .setIssuer(this.settings.issuer)

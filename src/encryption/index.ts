@@ -7,3 +7,4 @@ export { KeyRing, type KeyRingOptions, type KeyRingHealth } from './key-ring.js'
 export { SealError, MIN_SEGMENT_SIZE, MAX_SEGMENT_SIZE, Layout, SEGMENT_OVERHEAD } from './format.js';
 export { assertNotEncrypted, createEncryption, keyVaultAudit, type Encryption, type EncryptionDeps, type VaultDriver } from './setup.js';
 export { Rotator, type RotationProgress, type EncryptionStatus } from './rotation.js';
+export { KeyRingSealer, type SealedSecret } from './secret-sealer.js';

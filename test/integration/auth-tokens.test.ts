@@ -12,7 +12,9 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { base64url, decodeJwt, decodeProtectedHeader, exportSPKI, generateKeyPair, SignJWT, type JWTPayload } from 'jose';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { base64url, decodeJwt, decodeProtectedHeader, exportSPKI, generateKeyPair, importJWK, jwtVerify, SignJWT, type JWK, type JWTPayload } from 'jose';
 import { REFRESH_TOKEN_USERNAME } from '../../src/auth/index.js';
 import { MAX_LIVE_REFRESH_TOKENS } from '../../src/auth/auth-service.js';
 import {
@@ -68,7 +70,7 @@ describe('access tokens: refusals', () => {
   before(async () => {
     t = await startApp({ 'auth.enabled': true, externalUrl: EXTERNAL_URL });
     await pushImage(withToken(t, await fetchToken(t, bootstrapOf(t), [`repository:${REPO}:pull,push`])), REPO, 'v1');
-    const { kid, key } = authOf(t).keys.active();
+    const { kid, key } = await authOf(t).keys.active();
     ours = { kid, sign: (payload, header = {}) => new SignJWT(payload).setProtectedHeader({ alg: 'ES256', kid, typ: 'JWT', ...header }).sign(key) };
     events = new EventRecorder(t);
   });
@@ -469,5 +471,34 @@ describe('access tokens: lifetime, refresh, revocation, rotation, grants', () =>
     await dir.assignRole(ADMIN_ACTOR, { principal: 'service:svc-first-owner', role: 'Owner' });
     assert.equal(await pulls(admin), 401);
     assert.equal((await requestToken(t, [PULL], { creds: bootstrapOf(t) })).statusCode, 401, 'nor can it sign in');
+  });
+});
+
+describe('the token-signing key on disk (ADR 0018)', () => {
+  it('auth.db holds the private half sealed by the key vault, not as a JWK; the token still verifies with the published key', async () => {
+    const t = await startApp({ 'auth.enabled': true, 'storage.metadataDriver': 'sqlite', 'storage.blobDriver': 'filesystem' });
+    try {
+      const token = await fetchToken(t, bootstrapOf(t), [PULL]);
+      const db = new Database(join(t.dataDir, 'auth.db'), { readonly: true });
+      let rows: { value: string }[];
+      try {
+        rows = db.prepare<[], { value: string }>("SELECT value FROM auth_records WHERE kind = 'signing-key'").all();
+      } finally {
+        db.close();
+      }
+      assert.equal(rows.length, 1);
+      const rec = JSON.parse(rows[0]?.value ?? '{}') as { privateJwk?: unknown; sealedPrivate?: { kek?: { vault?: string } }; publicJwk?: { d?: unknown } };
+      assert.equal(rec.privateJwk, undefined);
+      assert.equal(rec.publicJwk?.d, undefined);
+      assert.equal(typeof rec.sealedPrivate?.kek?.vault, 'string');
+      assert.ok(!rows[0]?.value.includes('"d":'), 'no private scalar anywhere in the row');
+      const jwks = await t.req('GET', '/oauth2/jwks');
+      const { kid } = decodeProtectedHeader(token);
+      const jwk = jwks.json<{ keys: (JWK & { kid: string })[] }>().keys.find((k) => k.kid === kid);
+      assert.ok(jwk !== undefined);
+      await jwtVerify(token, await importJWK(jwk, 'ES256'));
+    } finally {
+      await t.close();
+    }
   });
 });

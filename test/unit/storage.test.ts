@@ -283,6 +283,24 @@ describe('SqliteMetadataStore on disk', () => {
 });
 
 describe('SQLite connections', () => {
+  test('auth.db zeroes what is deleted or overwritten: a dropped private key leaves no copy in the file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'bulwark-sqlite-'));
+    try {
+      const path = join(dir, 'auth.db');
+      const marker = `private-half-${randomUUID()}`;
+      const store = new SqliteAuthStore(path);
+      await store.put('signing-key', 'k1', { kid: 'k1', privateJwk: { d: marker }, pad: 'x'.repeat(300) });
+      await store.put('signing-key', 'k2', { kid: 'k2', publicJwk: {} });
+      await store.put('signing-key', 'k1', { kid: 'k1', retiredAt: 1 });
+      await store.close(); // the last connection checkpoints the WAL into the file and removes it
+      const bytes = await readFile(path);
+      assert.equal(bytes.includes(Buffer.from(marker)), false);
+      assert.ok(bytes.includes(Buffer.from('"retiredAt":1')), 'the record itself is there');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test('every store opens its database with a 2,000 KiB page cache, not better-sqlite3\'s 16 MiB', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'bulwark-sqlite-'));
     try {
