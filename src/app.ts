@@ -148,6 +148,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
       }),
       // The token-signing private keys are sealed by the key vault like stored content (ADR 0018).
     }, encryption === undefined ? undefined : new KeyRingSealer(encryption.ring));
+    if (auth.keys.deferred !== undefined) http.log.warn({ err: auth.keys.deferred }, 'token signing may fail until the key vault answers');
     const onDisk = config.storage.metadataDriver === 'sqlite';
     bootstrap = await auth.directory.ensureBootstrapAdmin(onDisk ? (creds) => writeBootstrapFile(config.dataDir, creds) : undefined);
     if (bootstrap !== undefined && onDisk) {

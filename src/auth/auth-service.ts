@@ -103,10 +103,15 @@ export class AuthService {
 
   /** Periodic upkeep: key rotation and pruning, expired refresh-token records. */
   async maintain(now = Date.now()): Promise<void> {
-    await this.keys.maintain(now);
+    // A key vault that refuses a due key replacement does not stop the pruning; it is reported after.
+    const keys = await this.keys.maintain(now).then(
+      () => undefined,
+      (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+    );
     for (const r of await this.store.list<RefreshTokenRecord>('refresh-token')) {
       if (r.value.expiresAt + this.settings.clockSkewSeconds * 1000 < now) await this.store.delete('refresh-token', r.id);
     }
+    if (keys !== undefined) throw keys;
   }
 
   // --- sign-in ---------------------------------------------------------------------------

@@ -19,11 +19,11 @@ export type SigningAlgorithm = 'ES256' | 'EdDSA';
 
 /**
  * Seals private keys at rest with the key vault (encryption/secret-sealer.ts). The sealed form is
- * opaque here; `id` is the key's kid.
+ * opaque here; `id` names what is sealed (`signing-key/<kid>`).
  */
 export interface KeySealer {
   seal(id: string, plaintext: Buffer): Promise<object>;
-  /** Fails (UNAVAILABLE) when the vault refuses, and when the sealed bytes were altered. */
+  /** Fails with UNAVAILABLE when the vault refuses, and with code STORED_CONTENT_INVALID when the sealed bytes were altered. */
   open(id: string, sealed: unknown): Promise<Buffer>;
   /** until when (ms since epoch) what `open(id)` returned may be used without asking the vault */
   usableUntil(id: string): number | undefined;
@@ -59,6 +59,11 @@ interface OpenedKey {
 export class SigningKeys {
   private keys: LiveKey[] = [];
   private opened: OpenedKey | undefined;
+  /** the opening in progress, shared by the callers that wait for it */
+  private opening: { readonly kid: string; readonly key: Promise<CryptoKey> } | undefined;
+  private dropTimer: NodeJS.Timeout | undefined;
+  /** Why the replacement due at start did not happen (the key vault refused), for the log. */
+  deferred: Error | undefined;
 
   constructor(
     private readonly store: AuthStore,
@@ -72,34 +77,65 @@ export class SigningKeys {
   /** Load the ring; create the first key, rotate an old one, drop expired ones. */
   async init(now = Date.now()): Promise<this> {
     await this.reload();
-    await this.maintain(now);
+    try {
+      await this.maintain(now);
+    } catch (e) {
+      // A replacement the vault refused while a key that can sign remains: start, and say so.
+      if (!(e instanceof RotationDeferred)) throw e;
+      this.deferred = e;
+    }
     return this;
   }
 
-  /** Rotate when the active key is older than `rotateAfterMs` or uses another algorithm; prune. */
+  /**
+   * Rotate when the active key is older than `rotateAfterMs`, uses another algorithm, is sealed
+   * under a KEK version that is no longer current or fails to open, or is in the clear while a
+   * sealer exists; prune and strip retired keys. A rotation the key vault refuses leaves a working
+   * active key in place (the next upkeep tries again) and is thrown only when there is none.
+   */
   async maintain(now = Date.now()): Promise<void> {
-    const active = this.keys[0];
-    const sealer = this.opts.sealer;
-    if (active?.record.sealedPrivate !== undefined && sealer === undefined) {
-      throw new Error('the token-signing key is sealed by the key vault, but encryption at rest is off: turn it back on (encryption.enabled) to sign tokens');
-    }
-    // A new key, sealed under the current KEK, when the active one is sealed under a KEK version
-    // rotated since (so that the old version can be disabled without stopping token signing), or
-    // is in the clear while a sealer exists (encryption turned on, or a store from before ADR
-    // 0018): that key is retired, its private half dropped, rather than sealed where it lies, as
-    // copies of it in the clear may outlive the record (free pages, backups). It verifies what it
-    // signed until retired keys are pruned.
-    const outdated = active?.record.sealedPrivate !== undefined && (await sealer?.outdated(active.record.sealedPrivate)) === true;
-    const inTheClear = active?.record.privateJwk !== undefined && sealer !== undefined;
-    if (active === undefined || active.record.alg !== this.opts.algorithm || now - active.record.createdAt >= this.opts.rotateAfterMs || outdated || inTheClear) {
-      await this.rotate(now);
-    }
     for (const k of this.keys) {
       const r = k.record;
       if (r.retiredAt !== undefined && now - r.retiredAt > this.opts.retainMs) await this.store.delete('signing-key', r.kid);
       else if (r.retiredAt !== undefined && (r.privateJwk !== undefined || r.sealedPrivate !== undefined)) await this.store.put('signing-key', r.kid, publicOnly(r));
     }
     await this.reload();
+    const reason = await this.replaceBecause(now);
+    if (reason === undefined) return;
+    try {
+      await this.rotate(now);
+    } catch (e) {
+      if (reason === 'none' || reason === 'unopenable') throw e;
+      throw new RotationDeferred(`the token-signing key is due for replacement (${reason}) but the key vault refused; it keeps signing: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  /** Why the active key should be replaced now; undefined when it should not. */
+  private async replaceBecause(now: number): Promise<'none' | 'algorithm' | 'age' | 'outdated KEK' | 'in the clear' | 'unopenable' | undefined> {
+    const active = this.keys[0];
+    const sealer = this.opts.sealer;
+    if (active === undefined || active.record.retiredAt !== undefined) return 'none';
+    const r = active.record;
+    if (r.sealedPrivate !== undefined && sealer === undefined) {
+      throw new Error('the token-signing key is sealed by the key vault, but encryption at rest is off: turn it back on (encryption.enabled) to sign tokens');
+    }
+    if (r.privateJwk === undefined && r.sealedPrivate === undefined) return 'unopenable';
+    if (r.sealedPrivate !== undefined && sealer !== undefined) {
+      // Altered or malformed sealed bytes never open: replaced rather than leaving no key to sign with.
+      const broken = await this.active().then(
+        () => false,
+        (e: unknown) => (e as { code?: unknown }).code === 'STORED_CONTENT_INVALID',
+      );
+      if (broken) return 'unopenable';
+      if (await sealer.outdated(r.sealedPrivate)) return 'outdated KEK';
+    }
+    // Stored in the clear while a sealer exists (encryption turned on, or a store from before
+    // ADR 0018): retired rather than sealed where it lies, as copies of it in the clear may outlive
+    // the record (free pages, backups); tokens it signs after retirement are refused (tokens.ts).
+    if (r.privateJwk !== undefined && sealer !== undefined) return 'in the clear';
+    if (r.alg !== this.opts.algorithm) return 'algorithm';
+    if (now - r.createdAt >= this.opts.rotateAfterMs) return 'age';
+    return undefined;
   }
 
   /** Make a new key the signing key; the previous ones keep verifying. */
@@ -108,10 +144,19 @@ export class SigningKeys {
     const kid = randomUUID();
     const privateJwk = await exportJWK(privateKey);
     const sealer = this.opts.sealer;
+    let sealedPrivate: object | undefined;
+    if (sealer !== undefined) {
+      const bytes = jwkBytes(privateJwk);
+      try {
+        sealedPrivate = await sealer.seal(sealedId(kid), bytes);
+      } finally {
+        bytes.fill(0);
+      }
+    }
     const record: KeyRecord = {
       kid,
       alg: this.opts.algorithm,
-      ...(sealer === undefined ? { privateJwk } : { sealedPrivate: await sealer.seal(kid, jwkBytes(privateJwk)) }),
+      ...(sealedPrivate === undefined ? { privateJwk } : { sealedPrivate }),
       publicJwk: await exportJWK(publicKey),
       createdAt: now,
     };
@@ -125,30 +170,42 @@ export class SigningKeys {
 
   /**
    * The key to sign with. A sealed one is opened through the key vault when the last opening's
-   * lifetime has passed: a disabled or revoked KEK then fails this (UNAVAILABLE), and no token is
-   * signed.
+   * lifetime has passed (one opening at a time, shared by every caller waiting for it): a
+   * disabled or revoked KEK then fails this (UNAVAILABLE), and no token is signed.
    */
   async active(): Promise<{ kid: string; alg: SigningAlgorithm; key: CryptoKey }> {
-    const k = this.keys[0];
-    if (k === undefined) throw new Error('signing key ring not initialised');
-    const { kid, alg } = k.record;
-    const o = this.opened;
-    if (o !== undefined && o.kid === kid && o.until > this.now()) return { kid, alg, key: o.key };
-    this.opened = undefined;
-    return { kid, alg, key: await this.open(k.record) };
+    for (;;) {
+      const k = this.keys[0];
+      if (k === undefined) throw new Error('signing key ring not initialised');
+      const { kid, alg } = k.record;
+      const o = this.opened;
+      if (o !== undefined && o.kid === kid && o.until > this.now()) return { kid, alg, key: o.key };
+      this.dropOpened();
+      let opening = this.opening;
+      if (opening === undefined || opening.kid !== kid) {
+        const pending = { kid, key: this.open(k.record) };
+        this.opening = opening = pending;
+        void pending.key.finally(() => {
+          if (this.opening === pending) this.opening = undefined;
+        }).catch(() => undefined);
+      }
+      const key = await opening.key;
+      // A rotation while the vault answered: the key just opened is retired and must not sign.
+      if (this.keys[0]?.record.kid === kid) return { kid, alg, key };
+    }
   }
 
   private async open(record: KeyRecord): Promise<CryptoKey> {
     const sealer = this.opts.sealer;
     if (record.privateJwk !== undefined) {
       const key = (await importJWK(record.privateJwk, record.alg)) as CryptoKey;
-      this.opened = { kid: record.kid, key, until: Number.POSITIVE_INFINITY };
+      this.keep({ kid: record.kid, key, until: Number.POSITIVE_INFINITY });
       return key;
     }
     if (record.sealedPrivate === undefined || sealer === undefined) {
       throw new Error(record.sealedPrivate === undefined ? `signing key ${record.kid} has no private half` : 'the token-signing key is sealed by the key vault, but encryption at rest is off');
     }
-    const bytes = await sealer.open(record.kid, record.sealedPrivate);
+    const bytes = await sealer.open(sealedId(record.kid), record.sealedPrivate);
     let jwk: JWK;
     try {
       jwk = JSON.parse(bytes.toString('utf8')) as JWK;
@@ -157,14 +214,33 @@ export class SigningKeys {
     }
     const key = (await importJWK(jwk, record.alg, { extractable: false })) as CryptoKey;
     // Kept no longer than the data key that opened it may be kept (the vault's say on revocation).
-    this.opened = { kid: record.kid, key, until: sealer.usableUntil(record.kid) ?? 0 };
+    this.keep({ kid: record.kid, key, until: sealer.usableUntil(sealedId(record.kid)) ?? 0 });
     return key;
   }
 
+  /** Holds an opened key until `until`, and drops it then even if nothing asks for it. */
+  private keep(o: OpenedKey): void {
+    this.dropOpened();
+    if (this.keys[0]?.record.kid !== o.kid) return; // retired meanwhile: never kept
+    this.opened = o;
+    const ms = o.until - this.now();
+    if (Number.isFinite(ms) && ms > 0) {
+      this.dropTimer = setTimeout(() => this.dropOpened(), ms);
+      this.dropTimer.unref();
+    }
+  }
+
+  private dropOpened(): void {
+    this.opened = undefined;
+    if (this.dropTimer !== undefined) clearTimeout(this.dropTimer);
+    this.dropTimer = undefined;
+  }
+
   /** A verification key by kid; undefined for an unknown kid (the token is refused). */
-  verificationKey(kid: string): { alg: SigningAlgorithm; key: CryptoKey } | undefined {
+  verificationKey(kid: string): { alg: SigningAlgorithm; key: CryptoKey; retiredAt?: number } | undefined {
     const k = this.keys.find((x) => x.record.kid === kid);
-    return k === undefined ? undefined : { alg: k.record.alg, key: k.publicKey };
+    if (k === undefined) return undefined;
+    return { alg: k.record.alg, key: k.publicKey, ...(k.record.retiredAt !== undefined ? { retiredAt: k.record.retiredAt } : {}) };
   }
 
   /** The public JWK set, newest first. */
@@ -177,8 +253,18 @@ export class SigningKeys {
     // The active key first (two keys may share a millisecond), then newest first.
     records.sort((a, b) => Number(a.retiredAt !== undefined) - Number(b.retiredAt !== undefined) || b.createdAt - a.createdAt);
     this.keys = await Promise.all(records.map(async (record) => ({ record, publicKey: (await importJWK(record.publicJwk, record.alg)) as CryptoKey })));
-    if (this.opened !== undefined && this.opened.kid !== this.keys[0]?.record.kid) this.opened = undefined;
+    if (this.opened !== undefined && this.opened.kid !== this.keys[0]?.record.kid) this.dropOpened();
   }
+}
+
+/** A due replacement of the signing key that the key vault refused; the active key still signs. */
+export class RotationDeferred extends Error {
+  override readonly name = 'RotationDeferred';
+}
+
+/** What a sealed private half is bound to (the sealer's associated data and cache entry). */
+function sealedId(kid: string): string {
+  return `signing-key/${kid}`;
 }
 
 function jwkBytes(jwk: JWK): Buffer {

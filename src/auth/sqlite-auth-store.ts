@@ -58,6 +58,23 @@ export class SqliteAuthStore implements AuthStore {
 
   async put<T>(kind: AuthKind, id: string, value: T, expect?: number | 'absent'): Promise<number> {
     const json = JSON.stringify(value);
+    try {
+      return this.write(kind, id, json, expect);
+    } finally {
+      this.scrub(kind);
+    }
+  }
+
+  /**
+   * After a signing key changed (a private half dropped or replaced; rare), the WAL is folded into
+   * the file and truncated: with secure_delete the old page images, which may hold a private half
+   * in the clear, are then gone from the file and from the WAL alike.
+   */
+  private scrub(kind: AuthKind): void {
+    if (kind === 'signing-key') this.db.pragma('wal_checkpoint(TRUNCATE)');
+  }
+
+  private write(kind: AuthKind, id: string, json: string, expect?: number | 'absent'): number {
     return this.db.transaction(() => {
       if (expect === undefined) {
         this.stmts.upsert.run(kind, id, json);
@@ -72,10 +89,14 @@ export class SqliteAuthStore implements AuthStore {
   }
 
   async delete(kind: AuthKind, id: string, expect?: number): Promise<boolean> {
-    if (expect === undefined) return this.stmts.delete.run(kind, id).changes === 1;
-    const changed = this.stmts.deleteVersion.run(kind, id, expect).changes === 1;
-    if (!changed && this.stmts.get.get(kind, id) !== undefined) throw new AuthStoreConflict(kind, id);
-    return changed;
+    try {
+      if (expect === undefined) return this.stmts.delete.run(kind, id).changes === 1;
+      const changed = this.stmts.deleteVersion.run(kind, id, expect).changes === 1;
+      if (!changed && this.stmts.get.get(kind, id) !== undefined) throw new AuthStoreConflict(kind, id);
+      return changed;
+    } finally {
+      this.scrub(kind);
+    }
   }
 
   async close(): Promise<void> {

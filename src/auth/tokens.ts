@@ -125,6 +125,12 @@ export class TokenService {
       });
       if (payload.token_use !== use) refuse(`not an ${use} token`);
       if (use === 'access' && !Array.isArray(payload.access)) refuse('no access claim');
+      // What this registry never issues, even under a key it holds: a token outliving the
+      // configured lifetime, or one dated after its key was retired (a private half that leaked
+      // before retirement, from a backup say, signs nothing that is accepted).
+      const lifetime = use === 'access' ? this.settings.accessTokenSeconds : this.settings.refreshTokenSeconds;
+      if ((payload.exp ?? 0) - (payload.iat ?? 0) > lifetime) refuse('lives longer than this registry issues');
+      if (key.retiredAt !== undefined && (payload.iat ?? 0) > key.retiredAt / 1000 + this.settings.clockSkewSeconds) refuse('signed after its key was retired');
       return payload;
     } catch (e) {
       if ((e as { code?: string }).code === 'UNAUTHORIZED') throw e;

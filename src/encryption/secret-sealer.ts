@@ -91,8 +91,8 @@ export class KeyRingSealer {
    * check asks again).
    */
   async outdated(stored: unknown): Promise<boolean> {
-    const kek = asSealed(stored, 'being checked').kek;
     try {
+      const kek = asSealed(stored, 'being checked').kek;
       const current = await this.ring.describeTarget();
       return current.vault !== kek.vault || current.name !== kek.name || current.version !== kek.version;
     } catch {
