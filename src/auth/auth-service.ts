@@ -189,11 +189,13 @@ export class AuthService {
     const principal = subject?.sub ?? ANONYMOUS;
     const ctx = { principal, clientAddress: client.address, amr: subject?.amr, now };
     const granted = await this.policy.decide(ctx, requested);
-    // Just-in-time elevations are audited each time a token relies on one (access.use).
-    for (const id of elevationsUsed(await this.policy.assignmentsFor(ctx), granted)) {
+    const elevations = elevationsUsed(await this.policy.assignmentsFor(ctx), granted);
+    const access = await this.tokens.issueAccess(subject ?? { sub: ANONYMOUS }, granted, now);
+    // Just-in-time elevations are audited each time a token relies on one (access.use), once the
+    // token exists: a signing key the vault refuses issues none, and none is recorded.
+    for (const id of elevations) {
       this.bus.emit({ type: 'access.use', time: new Date(now).toISOString(), repository: '', client, outcome: 'success', principal, target: `access-request ${id}`, reason: `granted ${granted.map(formatScope).join(' ')}` });
     }
-    const access = await this.tokens.issueAccess(subject ?? { sub: ANONYMOUS }, granted, now);
     let refreshToken: string | undefined;
     // A refresh token signs in but never begets another, whichever grant carried it: holding one
     // must not let it be renewed forever past a revocation.

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import type { RegistryEvent } from '../../src/audit/index.js';
 import { assertError, startApp, type TestApp } from '../testkit/inject.js';
-import { api, bootstrapOf, grantedBy, makeToken, ok, problemsOf, tokenFor, type Creds } from '../testkit/admin.js';
+import { api, bootstrapOf, grantedBy, makeToken, ok, problemsOf, signIn, tokenFor, type Creds } from '../testkit/admin.js';
 
 interface AccessRequest {
   id: string;
@@ -131,5 +131,30 @@ describe('just-in-time access', () => {
     const asked = ok<AccessRequest>(await api(t, await tokenFor(t, robot, ''), 'POST', '/access-requests', { ...ASK, role: 'Owner', scope: '*' }), 201);
     ok(await api(t, admin, 'POST', `/access-requests/${asked.id}/approve`));
     assert.equal(ok<{ admins: { enabled: boolean }[] }>(await api(t, admin, 'GET', '/admin')).admins[0]?.enabled, true);
+  });
+});
+
+describe('just-in-time access while the key vault refuses to sign (ADR 0018)', () => {
+  test('no token is issued (503) and no use of the elevation is audited; once the key is enabled, both happen', async () => {
+    // No data-key cache: the signing key is opened through the vault for every token.
+    const t = await startApp({ 'auth.enabled': true, 'encryption.dataKeyCacheSeconds': 0 });
+    const events: RegistryEvent[] = [];
+    try {
+      const admin = await tokenFor(t, bootstrapOf(t));
+      const robot = await makeToken(t, admin, 'jit-vault-robot', { scopeMap: '_repositories_pull' });
+      const asked = ok<AccessRequest>(await api(t, await tokenFor(t, robot, ''), 'POST', '/access-requests', ASK), 201);
+      ok(await api(t, admin, 'POST', `/access-requests/${asked.id}/approve`));
+      t.app.bus.subscribe((e) => events.push(e));
+      const vault = t.app.encryption?.vaults.get('local');
+      assert.ok(vault !== undefined, 'the app has its embedded vault');
+      await vault.setEnabled('bulwark-registry', 'bulwark-kek', false);
+      assertError(await signIn(t, robot, PUSH), 503, 'UNAVAILABLE');
+      assert.deepEqual(events.filter((e) => e.type === 'access.use'), [], 'no token, no use');
+      await vault.setEnabled('bulwark-registry', 'bulwark-kek', true);
+      assert.deepEqual(grantedBy(await tokenFor(t, robot, PUSH)), [PUSH]);
+      assert.equal(events.filter((e) => e.type === 'access.use').length, 1);
+    } finally {
+      await t.close();
+    }
   });
 });
