@@ -13,6 +13,7 @@ import { freePort, startServer, type RunningServer } from '../testkit/server.js'
 import { sleep } from '../testkit/process-probe.js';
 import { send, type Reply } from '../testkit/request.js';
 import { buildImageLayout } from '../testkit/oci-layout.js';
+import { auditEventsWhen } from '../testkit/audit-log.js';
 import { findTool, loginArgs, makeClientEnv, run, startTarget, tempDir, type ClientEnv, type TargetServer } from '../e2e/tools.js';
 
 const sha = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -161,12 +162,9 @@ describe('data URL keys shared through dataEndpoint.keyFile', () => {
       assert.match(location, /[?&]k=e[0-9a-z]+&/, 'a key named by its rotation period');
       // the URL handed out is on record, without its signature
       const sig = new URL(location).searchParams.get('sig') ?? '';
-      let redirect: { digest?: string; target?: string; client?: { address: string } } | undefined;
-      for (let i = 0; i < 40 && redirect === undefined; i++) {
-        const lines = (await readFile(join(dir, 'data', 'audit.log'), 'utf8').catch(() => '')).split('\n').filter((l) => l.includes('"blob.redirect"'));
-        redirect = lines.length > 0 ? (JSON.parse(lines[0] ?? '{}') as typeof redirect) : undefined;
-        if (redirect === undefined) await sleep(50);
-      }
+      type Redirect = { type: string; digest?: string; target?: string; client?: { address: string } };
+      const isRedirect = (e: Redirect): boolean => e.type === 'blob.redirect';
+      const redirect = (await auditEventsWhen<Redirect>(join(dir, 'data', 'audit.log'), (all) => all.some(isRedirect))).find(isRedirect);
       assert.equal(redirect?.digest, digest);
       assert.equal(redirect?.client?.address, '127.0.0.1');
       assert.match(String(redirect?.target), /^data URL, key e[0-9a-z]+, expires \d{4}-.*, not bound to a client$/);
@@ -216,12 +214,11 @@ describe('skopeo through the data endpoint', { skip: skopeo === undefined && pro
     await sk(['copy', '--src-tls-verify=false', `docker://${server.host}/data/skopeo:v1`, `oci:${out}:v1`]);
     const index = JSON.parse(await readFile(join(out, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
     assert.equal(index.manifests[0]?.digest, image.manifestDigest);
-    const pulls = (await readFile(join(server.dataDir, 'audit.log'), 'utf8'))
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l) as { type: string; digest?: string; outcome: string })
-      .filter((e) => e.type === 'blob.pull' && e.outcome === 'success');
-    for (const d of [...image.layers.map((l) => l.digest), image.config.digest]) {
+    type Pull = { type: string; digest?: string; outcome: string };
+    const served = [...image.layers.map((l) => l.digest), image.config.digest];
+    const isPull = (e: Pull): boolean => e.type === 'blob.pull' && e.outcome === 'success';
+    const pulls = (await auditEventsWhen<Pull>(join(server.dataDir, 'audit.log'), (all) => served.every((d) => all.some((e) => isPull(e) && e.digest === d)))).filter(isPull);
+    for (const d of served) {
       assert.ok(pulls.some((e) => e.digest === d), `${d} was served (by the data endpoint: the registry endpoint only redirects)`);
     }
   });

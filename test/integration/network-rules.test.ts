@@ -8,13 +8,13 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { createServer } from 'node:http';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { freePort, startServer, type RunningServer } from '../testkit/server.js';
 import { OciClient } from '../testkit/oci-client.js';
 import { sleep } from '../testkit/process-probe.js';
 import { send } from '../testkit/request.js';
+import { auditEventsWhen } from '../testkit/audit-log.js';
 
 interface Answer {
   readonly status: number;
@@ -101,24 +101,10 @@ describe('network rules on real listeners', () => {
   test('every refusal is an audit event with the client address and the rule', async () => {
     await get('127.0.0.2', pub, '127.0.0.13');
     type Denied = { type: string; client: { address: string }; reason?: string; target?: string; outcome: string; error?: string };
-    // The audit log is written after the answer: read it until the event is there (2 s at most).
-    let events: Denied[] = [];
-    let last: Denied | undefined;
-    for (let i = 0; i < 40 && last === undefined; i++) {
-      if (i > 0) await sleep(50);
-      // A line still being appended is skipped until it is whole.
-      events = (await readFile(join(server.dataDir, 'audit.log'), 'utf8'))
-        .split('\n')
-        .flatMap((l) => {
-          try {
-            return [JSON.parse(l) as Denied];
-          } catch {
-            return [];
-          }
-        })
-        .filter((e) => e.type === 'network.denied');
-      last = events.find((e) => e.client.address === '127.0.0.13');
-    }
+    const events = (await auditEventsWhen<Denied>(join(server.dataDir, 'audit.log'), (all) => all.some((e) => e.type === 'network.denied' && e.client.address === '127.0.0.13'))).filter(
+      (e) => e.type === 'network.denied',
+    );
+    const last = events.find((e) => e.client.address === '127.0.0.13');
     assert.ok(last !== undefined, 'the refusal of 127.0.0.13 was audited');
     assert.deepEqual([last.outcome, last.error, last.reason, last.target], ['failure', 'DENIED', 'network defaultAction Deny', `public listener 127.0.0.2:${pub}`]);
     assert.ok(events.some((e) => e.client.address === '2001:db8:0:1::42' && e.reason === 'network rule v6wide'), 'forwarded addresses are audited as resolved');
