@@ -16,6 +16,7 @@ import type { ClientInfo, EventBus } from '../audit/index.js';
 import { formatScope, type Access } from './access.js';
 import { AccessRequests, elevationsUsed } from './access-requests.js';
 import { registryError } from '../oci/index.js';
+import { KeyedQueue } from '../storage/index.js';
 import { Directory, type Actor } from './directory.js';
 import { authError } from './errors.js';
 import { FailureLimiter, type FailureLimits } from './failure-limiter.js';
@@ -64,8 +65,12 @@ export class AuthService {
   readonly tokens: TokenService;
   readonly accessRequests: AccessRequests;
   private readonly limiter: FailureLimiter;
-  /** the last sign-in or token-exchange attempt per key (oneAtATime), to run them one after the other */
-  private readonly attempts = new Map<string, Promise<void>>();
+  /**
+   * Sign-in attempts of one identity from one address, and token exchanges from one address, run
+   * one after the other, so that each sees the failures counted before it (the failure limiter
+   * counts a failure only once it is known).
+   */
+  private readonly attempts = new KeyedQueue();
   private readonly oidc: OidcVerifier;
   /**
    * sha256(username, password) → stored hash it verified against, for 60 s. Only
@@ -122,24 +127,7 @@ export class AuthService {
     // Attempts of one identity from one address run one after the other, so each sees the
     // failures before it: concurrency cannot slip past the limit (and a correct password
     // verified once is cached, so a legitimate burst stays fast).
-    return this.oneAtATime(`sign-in\0${identity}\0${subscriberKey(client.address)}`, () => this.signInOnce(identity, username, password, client));
-  }
-
-  /**
-   * Runs `attempt` once every earlier attempt under `key` has settled, so that each sees the
-   * failures recorded before it (the failure limiter counts a failure only once it is known).
-   */
-  private oneAtATime<T>(key: string, attempt: () => Promise<T>): Promise<T> {
-    const run = (this.attempts.get(key) ?? Promise.resolve()).then(attempt);
-    const settled = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.attempts.set(key, settled);
-    void settled.then(() => {
-      if (this.attempts.get(key) === settled) this.attempts.delete(key);
-    });
-    return run;
+    return this.attempts.run(`sign-in\0${identity}\0${subscriberKey(client.address)}`, () => this.signInOnce(identity, username, password, client));
   }
 
   private async signInOnce(identity: string, username: string, password: string, client: ClientInfo): Promise<Subject> {
@@ -260,7 +248,7 @@ export class AuthService {
     // Failed exchanges count like failed sign-ins (per address, and under one name for all of them):
     // each attempt may cost a JWKS fetch and a signature check, so guessing is throttled too, and
     // the attempts of one address run one after the other, so that a burst cannot slip past it.
-    return this.oneAtATime(`exchange\0${subscriberKey(client.address)}`, () => this.exchangeOnce(idToken, client));
+    return this.attempts.run(`exchange\0${subscriberKey(client.address)}`, () => this.exchangeOnce(idToken, client));
   }
 
   private async exchangeOnce(idToken: string, client: ClientInfo): Promise<{ refreshToken: string; subject: Subject }> {

@@ -14,7 +14,7 @@
 import { createDigester, digestAlgorithm, digestOf, isRegistryError, registryError, type Digest, type DigestAlgorithm } from '../oci/index.js';
 import { Readable, pipeline } from 'node:stream';
 import { pipeline as pipelineAsync } from 'node:stream/promises';
-import { isRecycling, type AppendOptions, type BlobCheck, type BlobInfo, type BlobStore, type ByteRange, type CommitOptions, type UploadInfo } from '../storage/index.js';
+import { KeyedQueue, isRecycling, type AppendOptions, type BlobCheck, type BlobInfo, type BlobStore, type ByteRange, type CommitOptions, type UploadInfo } from '../storage/index.js';
 import { sameKek, type DataKeyRecord, type DataKeyStore } from './data-key-store.js';
 import {
   Layout,
@@ -70,8 +70,8 @@ export class EncryptingBlobStore implements BlobStore {
   private readonly sessions: SessionBytes;
   /** object bindings already checked (checkBinding), oldest first */
   private readonly bound = new Set<string>();
-  /** digests being committed or put, each released when done (exclusive) */
-  private readonly committing = new Map<Digest, Promise<void>>();
+  /** commits, puts and deletes run one at a time per digest (exclusive) */
+  private readonly committing = new KeyedQueue();
 
   constructor(o: EncryptingBlobStoreOptions) {
     this.inner = o.inner;
@@ -202,21 +202,13 @@ export class EncryptingBlobStore implements BlobStore {
   }
 
   /**
-   * Runs `run` while no other commit or put of `digest` runs in this store. Records may be
+   * Runs `run` while no other commit, put or delete of `digest` runs in this store. Records may be
    * written before their objects are durable (storeBeside), so a second commit of the same
    * content must not find the first one's record while its object is still being written: it
    * would take the record for a stale one and replace it. One process owns a data directory.
    */
-  private async exclusive<T>(digest: Digest, run: () => Promise<T>): Promise<T> {
-    for (let busy = this.committing.get(digest); busy !== undefined; busy = this.committing.get(digest)) await busy;
-    let release = (): void => undefined;
-    this.committing.set(digest, new Promise<void>((resolve) => (release = resolve)));
-    try {
-      return await run();
-    } finally {
-      this.committing.delete(digest);
-      release();
-    }
+  private exclusive<T>(digest: Digest, run: () => Promise<T>): Promise<T> {
+    return this.committing.run(digest, run);
   }
 
   /**

@@ -12,3 +12,4 @@ export { fsck, type FsckReport, type FsckProblem, type FsckProblemKind } from '.
 export { GroupCommit } from './group-commit.js';
 export { ManifestCache, type ManifestCacheOptions } from './manifest-cache.js';
 export { openSqlite, PAGE_CACHE_KIB } from './sqlite-connection.js';
+export { KeyedQueue } from './keyed-queue.js';

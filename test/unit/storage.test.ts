@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { digestHex, digestOf } from '../../src/oci/index.js';
 import type Database from 'better-sqlite3';
-import { FsBlobStore, MemoryBlobStore, MemoryMetadataStore, PAGE_CACHE_KIB, SqliteMetadataStore, fsck } from '../../src/storage/index.js';
+import { FsBlobStore, KeyedQueue, MemoryBlobStore, MemoryMetadataStore, PAGE_CACHE_KIB, SqliteMetadataStore, fsck } from '../../src/storage/index.js';
 import { SqliteDataKeyStore } from '../../src/encryption/index.js';
 import { SqliteAuthStore } from '../../src/auth/index.js';
 import { runBlobStoreSuite } from '../testkit/blob-store-suite.js';
@@ -323,5 +323,30 @@ describe('SQLite connections', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('KeyedQueue', () => {
+  test('tasks of one key run one at a time in order, a failure does not hold up the next, other keys run alongside', async () => {
+    const q = new KeyedQueue();
+    const log: string[] = [];
+    let running = 0;
+    const task = (name: string, fail = false) => async (): Promise<string> => {
+      running++;
+      assert.equal(running <= 2, true);
+      log.push(`start ${name}`);
+      await new Promise((r) => setTimeout(r, 10));
+      log.push(`end ${name}`);
+      running--;
+      if (fail) throw new Error(`${name} failed`);
+      return name;
+    };
+    const results = await Promise.allSettled([q.run('a', task('a1')), q.run('a', task('a2', true)), q.run('b', task('b1')), q.run('a', task('a3'))]);
+    assert.deepEqual(results.map((r) => (r.status === 'fulfilled' ? r.value : (r.reason as Error).message)), ['a1', 'a2 failed', 'b1', 'a3']);
+    const a = log.filter((l) => l.endsWith('a1') || l.endsWith('a2') || l.endsWith('a3'));
+    assert.deepEqual(a, ['start a1', 'end a1', 'start a2', 'end a2', 'start a3', 'end a3']);
+    assert.ok(log.indexOf('start b1') < log.indexOf('end a1'), 'another key does not wait');
+    await new Promise((r) => setTimeout(r, 0));
+    assert.equal((q as unknown as { tails: Map<string, unknown> }).tails.size, 0, 'nothing kept once all settled');
   });
 });
