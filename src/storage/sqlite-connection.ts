@@ -6,7 +6,7 @@
  * - A page cache of 2,000 KiB, SQLite's own default. better-sqlite3 is built with 16 MiB per
  *   connection, and as the databases grew the connections filled theirs, all of it resident: the
  *   benchmark's server peaked 27-40 MiB higher in the manifests, images and encryption scenarios,
- *   for no throughput it could measure (ADR 0015). Pages beyond it stay in the kernel's page
+ *   for no throughput it could measure (ADR 0016). Pages beyond it stay in the kernel's page
  *   cache, a read away.
  */
 import Database from 'better-sqlite3';
