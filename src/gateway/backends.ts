@@ -1,15 +1,14 @@
 /**
- * Backend pools: the upstream servers of a site, each reached with a keep-alive agent (TLS verified
- * against the configured CA, never switched off), probed on a timer and taken out of rotation
+ * Backend pools: the upstream servers of a site, each reached over kept-alive connections (TLS
+ * verified against the configured CA, never switched off; upstream.ts), probed on a timer and taken out of rotation
  * after `unhealthyThreshold` failed probes in a row. A registry is healthy when `/v2/` answers 200
  * or 401 (it is up, and asks for a token); a data endpoint when it answers 403 to a request that
  * carries no signed URL. Requests go round-robin to the healthy backends.
  */
-import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { readFileSync } from 'node:fs';
 import type { BackendConfig, PoolConfig } from './config.js';
 import { MIN_TLS_VERSION } from '../network/index.js';
+import { discard, UpstreamPool, type Exchange, type UpstreamHandler, type UpstreamRequest } from './upstream.js';
 
 interface Log {
   info(o: object, m: string): void;
@@ -22,25 +21,23 @@ export class Backend {
   /** whether a probe has run yet */
   probed = false;
   private failures = 0;
-  private readonly agent: HttpAgent;
-  private readonly secure: boolean;
+  private readonly upstream: UpstreamPool;
   readonly label: string;
 
   constructor(readonly config: BackendConfig) {
-    this.secure = config.url.protocol === 'https:';
-    // Sockets are reused across requests; an idle one the backend closed is retried by node.
-    const options = { keepAlive: true, maxFreeSockets: 64, scheduling: 'lifo' as const };
-    this.agent = this.secure
-      ? new HttpsAgent({ ...options, ...(config.caFile !== undefined ? { ca: readFileSync(config.caFile) } : {}), servername: config.serverName, minVersion: MIN_TLS_VERSION, rejectUnauthorized: true })
-      : new HttpAgent(options);
-    this.label = config.url.origin;
+    const u = config.url;
+    const secure = u.protocol === 'https:';
+    this.upstream = new UpstreamPool({
+      host: u.hostname.replace(/^\[|\]$/g, ''),
+      port: u.port === '' ? (secure ? 443 : 80) : Number(u.port),
+      ...(secure ? { tls: { ...(config.caFile !== undefined ? { ca: readFileSync(config.caFile) } : {}), servername: config.serverName, minVersion: MIN_TLS_VERSION, rejectUnauthorized: true } } : {}),
+    });
+    this.label = u.origin;
   }
 
-  /** Starts a request to this backend; `path` is the request target, already checked to start with `/`. */
-  request(method: string, path: string, headers: OutgoingHttpHeaders, timeoutMs: number): ClientRequest {
-    const u = this.config.url;
-    const options = { method, path, headers: { ...headers, host: this.config.hostHeader }, host: u.hostname.replace(/^\[|\]$/g, ''), port: u.port === '' ? undefined : Number(u.port), agent: this.agent, timeout: timeoutMs };
-    return this.secure ? httpsRequest({ ...options, servername: this.config.serverName }) : httpRequest(options);
+  /** Sends a request to this backend, with its `Host`; the target is already checked to start with `/`. */
+  exchange(req: UpstreamRequest, handler: UpstreamHandler): Exchange {
+    return this.upstream.exchange({ ...req, headers: { ...req.headers, host: this.config.hostHeader } }, handler);
   }
 
   /** One probe result; returns whether the health changed. */
@@ -52,7 +49,7 @@ export class Backend {
   }
 
   close(): void {
-    this.agent.destroy();
+    this.upstream.close();
   }
 }
 
@@ -112,14 +109,16 @@ export class BackendPool {
 
   private probe(b: Backend): Promise<{ status?: number; error?: string }> {
     return new Promise((resolve) => {
-      const req = b.request('GET', this.config.health.path, { 'user-agent': 'bulwark-gateway-probe' }, this.config.health.timeoutSeconds * 1000);
-      req.on('response', (res: IncomingMessage) => {
-        res.resume();
-        resolve(res.statusCode !== undefined ? { status: res.statusCode } : {});
-      });
-      req.on('timeout', () => req.destroy(new Error('probe timed out')));
-      req.on('error', (err) => resolve({ error: err.message }));
-      req.end();
+      b.exchange(
+        { method: 'GET', target: this.config.health.path, headers: { 'user-agent': 'bulwark-gateway-probe' }, timeoutMs: this.config.health.timeoutSeconds * 1000 },
+        {
+          response: (status) => {
+            resolve({ status });
+            return discard();
+          },
+          fail: (err) => resolve({ error: err.message }),
+        },
+      );
     });
   }
 

@@ -5,8 +5,7 @@
  * with backpressure and never buffered; only the response headers that carry URLs are rewritten.
  */
 import { randomBytes } from 'node:crypto';
-import type { ClientRequest, IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { clientAddress, type ForwardedHeader, type AddressSet } from '../network/index.js';
 import { describeError, type ErrorCode } from '../oci/index.js';
@@ -15,6 +14,7 @@ import type { Backend, BackendPool } from './backends.js';
 import type { SiteConfig } from './config.js';
 import type { HeaderRewriter, Rewritten } from './rewrite.js';
 import { canonicalTarget } from './target.js';
+import type { UpstreamRequest } from './upstream.js';
 import type { Waf, WafVerdict } from './waf.js';
 
 export interface GatewayLog {
@@ -118,54 +118,47 @@ export function handle(ctx: ProxyContext, sites: readonly Site[], req: IncomingM
   headers['x-forwarded-for'] = client.address ?? 'unknown';
   // A body without a length (chunked, now decoded) goes on chunked: sent without framing, on a
   // kept-alive connection, it would be read upstream as the next request (smuggling past the WAF).
-  if (req.headers['transfer-encoding'] !== undefined) headers['transfer-encoding'] = 'chunked';
-  exchange(ctx, { site: site.config.name, backend, method, path: canonical.path }, req, res, backend.request(method, target, headers, ctx.upstreamTimeoutMs));
+  let body: { source: IncomingMessage; length?: number } | undefined;
+  if (req.headers['transfer-encoding'] !== undefined) {
+    headers['transfer-encoding'] = 'chunked';
+    delete headers['content-length'];
+    body = { source: req };
+  } else if (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') {
+    body = { source: req, length: Number(req.headers['content-length']) };
+  }
+  exchange(ctx, { site: site.config.name, backend, method, path: canonical.path }, req, res, { method, target, headers, timeoutMs: ctx.upstreamTimeoutMs, ...(body !== undefined ? { body } : {}) });
   if (expectContinue) res.writeContinue();
 }
 
 /** Streams the request body up and the response down; every failure ends both sides. */
-function exchange(ctx: ProxyContext, what: { site: string; backend: Backend; method: string; path: string }, req: IncomingMessage, res: ServerResponse, up: ClientRequest): void {
-  let upRes: IncomingMessage | undefined;
-  let clientGone = false;
-  const abandon = (): void => {
-    clientGone = true;
-    up.destroy();
-  };
-  up.on('timeout', () => up.destroy(new Error(`no answer within ${ctx.upstreamTimeoutMs} ms`)));
-  up.on('error', (err) => {
-    // the client went away first, or the answer is already complete: nothing to tell anyone
-    if (clientGone || upRes?.complete === true) return;
-    ctx.log.warn({ err, site: what.site, backend: what.backend.label, method: what.method, path: what.path.slice(0, 200) }, 'failed to get an answer from the backend');
-    if (!res.headersSent) send(res, what.method, 'BAD_GATEWAY', 'the registry behind this gateway did not answer');
-    else res.destroy();
-  });
-  up.on('response', (r) => {
-    upRes = r;
-    const headers = rewritten(ctx.rewriter, r.headers);
-    if ('leak' in headers) {
-      ctx.log.error({ site: what.site, backend: what.backend.label, header: headers.header, origin: headers.leak }, 'the backend named a host no rewrite covers; refused to pass it on (add a rewrite or passThroughOrigins)');
-      r.resume();
-      send(res, what.method, 'BAD_GATEWAY', 'the registry behind this gateway gave an answer that cannot be passed on');
-      return;
-    }
-    res.writeHead(r.statusCode ?? 502, headers.value);
-    pipeline(r, res, (err) => {
-      if (err !== undefined && err !== null) {
-        res.destroy();
-        up.destroy();
+function exchange(ctx: ProxyContext, what: { site: string; backend: Backend; method: string; path: string }, req: IncomingMessage, res: ServerResponse, up: UpstreamRequest): void {
+  const ex = what.backend.exchange(up, {
+    response: (status, upHeaders) => {
+      const headers = rewritten(ctx.rewriter, upHeaders);
+      if ('leak' in headers) {
+        ctx.log.error({ site: what.site, backend: what.backend.label, header: headers.header, origin: headers.leak }, 'the backend named a host no rewrite covers; refused to pass it on (add a rewrite or passThroughOrigins)');
+        send(res, what.method, 'BAD_GATEWAY', 'the registry behind this gateway gave an answer that cannot be passed on');
+        return undefined;
       }
-    });
+      res.writeHead(status, headers.value);
+      return res;
+    },
+    fail: (err, answered) => {
+      ctx.log.warn({ err, site: what.site, backend: what.backend.label, method: what.method, path: what.path.slice(0, 200) }, answered ? 'failed to pass on the backend\'s answer' : 'failed to get an answer from the backend');
+      if (!res.headersSent) send(res, what.method, 'BAD_GATEWAY', 'the registry behind this gateway did not answer');
+      else res.destroy();
+    },
   });
+  // the client went away: the backend's connection goes too (it is mid-exchange, never reused)
   res.on('close', () => {
-    if (!res.writableFinished) abandon();
+    if (!res.writableFinished) ex.abort();
   });
   req.on('close', () => {
-    if (!req.complete) abandon();
+    if (!req.complete) ex.abort();
   });
-  req.pipe(up);
 }
 
-function rewritten(rewriter: HeaderRewriter, headers: IncomingHttpHeaders): { value: OutgoingHttpHeaders } | { leak: string; header: string } {
+function rewritten(rewriter: HeaderRewriter, headers: IncomingHttpHeaders | Record<string, string | string[]>): { value: OutgoingHttpHeaders } | { leak: string; header: string } {
   const out: Record<string, number | string | string[] | undefined> = endToEnd(headers);
   const one = (name: string, r: Rewritten): string | { leak: string; header: string } => ('leak' in r ? { leak: r.leak, header: name } : r.value);
   for (const name of ['location', 'www-authenticate', 'link'] as const) {
