@@ -19,7 +19,7 @@ import { registryError } from '../oci/index.js';
 import { KeyedQueue } from '../storage/index.js';
 import { Directory, type Actor } from './directory.js';
 import { authError } from './errors.js';
-import { FailureLimiter, type FailureLimits } from './failure-limiter.js';
+import { FailureLimiter, type Attempt, type FailureLimits } from './failure-limiter.js';
 import { subscriberKey } from '../network/index.js';
 import { MAX_PASSWORD_LENGTH, verifyPassword } from './passwords.js';
 import type { RepositoryPattern } from './patterns.js';
@@ -131,21 +131,28 @@ export class AuthService {
   }
 
   private async signInOnce(identity: string, username: string, password: string, client: ClientInfo): Promise<Subject> {
-    const throttle = (): void => {
-      const wait = this.limiter.retryAfter(identity, client.address);
-      if (wait <= 0) return;
-      this.audit('auth.throttled', client, { principal: identity, outcome: 'failure', reason: 'too many failed sign-ins' });
-      throw registryError('TOOMANYREQUESTS', 'too many failed sign-ins; retry later', { headers: { 'Retry-After': String(wait) } });
-    };
-    throttle();
-    const subject = username === REFRESH_TOKEN_USERNAME ? await this.refreshSubject(password).catch(() => undefined) : await this.checkPassword(username, password, throttle);
-    if (subject === undefined) {
-      this.limiter.fail(identity, client.address);
-      this.audit('auth.failure', client, { principal: identity, outcome: 'failure', reason: 'invalid credentials' });
-      throw authError('UNAUTHORIZED', 'invalid credentials');
+    // in flight, this attempt counts against the address's limit (see FailureLimiter)
+    const attempt = this.limiter.begin(identity, client.address);
+    try {
+      const throttle = (): void => {
+        const wait = attempt.retryAfter();
+        if (wait <= 0) return;
+        attempt.end();
+        this.audit('auth.throttled', client, { principal: identity, outcome: 'failure', reason: 'too many failed sign-ins' });
+        throw registryError('TOOMANYREQUESTS', 'too many failed sign-ins; retry later', { headers: { 'Retry-After': String(wait) } });
+      };
+      throttle();
+      const subject = username === REFRESH_TOKEN_USERNAME ? await this.refreshSubject(password).catch(() => undefined) : await this.checkPassword(username, password, throttle);
+      if (subject === undefined) {
+        attempt.fail();
+        this.audit('auth.failure', client, { principal: identity, outcome: 'failure', reason: 'invalid credentials' });
+        throw authError('UNAUTHORIZED', 'invalid credentials');
+      }
+      attempt.succeed();
+      return subject;
+    } finally {
+      attempt.end();
     }
-    this.limiter.succeed(identity, client.address);
-    return subject;
   }
 
   /**
@@ -252,13 +259,24 @@ export class AuthService {
   }
 
   private async exchangeOnce(idToken: string, client: ClientInfo): Promise<{ refreshToken: string; subject: Subject }> {
-    const wait = this.limiter.retryAfter(EXCHANGE, client.address);
+    const attempt = this.limiter.begin(EXCHANGE, client.address);
+    try {
+      return await this.exchangeChecked(idToken, client, attempt);
+    } finally {
+      attempt.end();
+    }
+  }
+
+  private async exchangeChecked(idToken: string, client: ClientInfo, attempt: Attempt): Promise<{ refreshToken: string; subject: Subject }> {
+    const wait = attempt.retryAfter();
     if (wait > 0) {
+      // over now, not a microtask later when the caller's finally runs: a refused attempt holds no place
+      attempt.end();
       this.audit('auth.throttled', client, { principal: EXCHANGE, outcome: 'failure', reason: 'too many failed token exchanges' });
       throw registryError('TOOMANYREQUESTS', 'too many failed token exchanges; retry later', { headers: { 'Retry-After': String(wait) } });
     }
     const fail = (reason: string): never => {
-      this.limiter.fail(EXCHANGE, client.address);
+      attempt.fail();
       this.audit('auth.exchange', client, { outcome: 'failure', reason });
       throw authError('UNAUTHORIZED', 'the token cannot be exchanged: not from a trusted issuer for this registry, or invalid');
     };
@@ -292,7 +310,7 @@ export class AuthService {
       }
     }
     if (subject === undefined) return fail(lastError);
-    this.limiter.succeed(EXCHANGE, client.address);
+    attempt.succeed();
     const refreshToken = await this.newRefreshToken(subject);
     this.audit('auth.exchange', client, { principal: subject.sub, outcome: 'success', target: issuer });
     return { refreshToken, subject };

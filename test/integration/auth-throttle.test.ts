@@ -58,6 +58,17 @@ describe('sign-in throttling', () => {
     assert.deepEqual(ok.map((r) => r.statusCode), Array<number>(8).fill(200));
   });
 
+  it('a burst spread over many usernames cannot slip past the address limit: of 20 at once, at most 5 are checked', async () => {
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => signIn({ username: `sprayed-${i}`, password: 'Winter2026!' }, '10.0.9.20')));
+    const statuses = results.map((r) => r.statusCode);
+    assert.equal(statuses.filter((s) => s === 401).length, 5, statuses.join(' '));
+    for (const r of results.filter((x) => x.statusCode !== 401)) assertThrottled(r, 'beyond the address limit');
+    assert.equal(events.of('auth.failure').length, 5, 'only the checked attempts are failures');
+    // the attempts in flight were what held the others back: once they ended, the address is at its limit by failures alone
+    assertThrottled(await signIn(admin, '10.0.9.20'), 'the admin from the sprayed address');
+    assert.equal((await signIn(admin, '10.0.9.21')).statusCode, 200, 'another address');
+  });
+
   it('per identity and address: the 4th attempt after 3 bad passwords is 429, even with the right password; audited', async () => {
     for (let i = 1; i <= 3; i++) assertFailed(await signIn(wrong(admin), '10.0.1.1'), `bad password ${i}`);
     const failures = events.of('auth.failure');

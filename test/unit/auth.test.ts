@@ -492,10 +492,31 @@ describe('FailureLimiter', () => {
     l.fail('alice', 'a', 0);
     l.fail('alice', 'a', 1);
     assert.ok(l.retryAfter('alice', 'a', 2) > 0);
-    l.succeed('alice', 'a');
+    l.begin('alice', 'a').succeed();
     assert.equal(l.retryAfter('alice', 'a', 2), 0);
     l.fail('mallory', 'a', 3);
     assert.ok(l.retryAfter('alice', 'a', 3) > 0, 'the address has 3 failures in the window');
+  });
+
+  test('attempts in flight hold places in the address allowance until they end, and each counts once', () => {
+    const l = new FailureLimiter({ perIdentity: 3, perAddress: 3, windowMs: 10_000 });
+    const [a, b, c] = ['a', 'b', 'c'].map((who) => l.begin(who, '10.0.0.7'));
+    assert.equal(a?.retryAfter(0), 0, 'itself and two others in flight: 3, within the limit');
+    const d = l.begin('d', '10.0.0.7');
+    assert.equal(d.retryAfter(0), 1, 'a fourth comes back in a second, when the others may have ended');
+    assert.equal(l.retryAfter('e', '10.0.0.6', 0), 0, 'another address is not affected');
+    d.end();
+    d.end();
+    assert.equal(l.retryAfter('z', '10.0.0.7', 0), 1, 'a, b and c are still in flight: ending d twice freed one place');
+    a?.fail(0);
+    a?.fail(0);
+    b?.succeed();
+    assert.equal(l.retryAfter('z', '10.0.0.7', 0), 0, 'one failure, one in flight: 2 of 3');
+    c?.fail(0);
+    const e = l.begin('e', '10.0.0.7');
+    assert.equal(e.retryAfter(0), 0, 'two failures and itself');
+    e.fail(0);
+    assert.equal(l.retryAfter('z', '10.0.0.7', 0), 10, 'three failures, each counted once: the window');
   });
 
   test('memory is bounded: the oldest keys are forgotten first', () => {
