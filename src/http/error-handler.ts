@@ -82,14 +82,23 @@ const LINGER_MS = 2000;
  * Like node's default, nothing is written once the in-flight response has started (it would corrupt it).
  */
 export function handleClientError(err: Error & { code?: string }, socket: Duplex & { _httpMessage?: { headersSent?: boolean } | null }): void {
+  const code: ErrorCode =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'REQUEST_TIMEOUT' : err.code === 'HPE_HEADER_OVERFLOW' ? 'HEADERS_TOO_LARGE' : 'BAD_REQUEST';
+  answerClientError(err, socket, code);
+}
+
+/**
+ * Answers a connection whose request the parser could not read with `code` (and `message`, else
+ * the code's own), once: the first answer wins, so a listener that runs before handleClientError
+ * (the network guard refusing the address) decides what the client is told.
+ */
+export function answerClientError(err: Error & { code?: string }, socket: Duplex & { _httpMessage?: { headersSent?: boolean } | null }, code: ErrorCode, message?: string): void {
   // The parser repeats its error for every later read of a failed connection: answer once.
   if (err.code === 'ECONNRESET' || socket.destroyed || answeredSockets.has(socket)) return;
   answeredSockets.add(socket);
-  const code: ErrorCode =
-    err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'REQUEST_TIMEOUT' : err.code === 'HPE_HEADER_OVERFLOW' ? 'HEADERS_TOO_LARGE' : 'BAD_REQUEST';
   const d = describeError(code);
   if (socket.writable && socket._httpMessage?.headersSent !== true) {
-    const body = envelope(code, d.message);
+    const body = envelope(code, message ?? d.message);
     // end(), then destroy a little later: closing with request bytes still unread (the rest of an
     // oversized header block) makes the kernel send RST, which discards the response before the
     // client reads it. Meanwhile the parser keeps reading and dropping what the client sends.
@@ -98,7 +107,7 @@ export function handleClientError(err: Error & { code?: string }, socket: Duplex
         `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
     // A timed-out parser is still live (headers completing now must not become a request): close now.
-    if (code === 'REQUEST_TIMEOUT') socket.destroy();
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') socket.destroy();
     else setTimeout(() => socket.destroy(), LINGER_MS).unref();
     return;
   }

@@ -11,7 +11,7 @@ import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { EventBus } from '../audit/index.js';
 import type { Config } from '../config/index.js';
-import { setClientAddress } from '../http/index.js';
+import { answerClientError, setClientAddress } from '../http/index.js';
 import { registryError } from '../oci/index.js';
 import { AddressSet, parseCidr, type Cidr } from './address.js';
 import { clientAddress } from './client-address.js';
@@ -79,6 +79,23 @@ export function installNetworkGuard(app: FastifyInstance, config: Config, bus: E
   const policy = new NetworkPolicy({ publicAccess: n.publicAccess, defaultAction: n.defaultAction, rules: n.rules.map(parseRule) });
   const trusted = new AddressSet(n.trustedProxies.map((t) => parseCidr(t) as Cidr));
   const events = new DeniedEvents();
+  /** The audit event of a refusal (bounded per address), and what the client is told. */
+  const refusal = (socket: Socket, listener: ListenerKind, address: string, rule: string, client: { userAgent: string; requestId: string }): string => {
+    const audit = events.admit(address);
+    if (audit.emit) {
+      bus.emit({
+        type: 'network.denied',
+        time: new Date().toISOString(),
+        repository: '',
+        client: { address, ...client },
+        outcome: 'failure',
+        error: 'DENIED',
+        target: `${listener} listener ${socket.localAddress ?? ''}:${socket.localPort ?? ''}`,
+        reason: `network ${rule}${audit.suppressed > 0 ? ` (and ${audit.suppressed} earlier refusals of this address not logged)` : ''}`,
+      });
+    }
+    return `access from ${address} is denied by network ${rule}`;
+  };
   app.addHook('onRequest', (req, _reply, done) => {
     const socket = req.raw.socket;
     const listener = socketKinds.get(socket) ?? kind;
@@ -91,20 +108,20 @@ export function installNetworkGuard(app: FastifyInstance, config: Config, bus: E
       return;
     }
     const ua = req.headers['user-agent'];
-    const audit = events.admit(address);
-    if (audit.emit) {
-      bus.emit({
-        type: 'network.denied',
-        time: new Date().toISOString(),
-        repository: '',
-        client: { address, userAgent: typeof ua === 'string' ? ua.slice(0, 512) : '', requestId: req.id },
-        outcome: 'failure',
-        error: 'DENIED',
-        target: `${listener} listener ${socket.localAddress ?? ''}:${socket.localPort ?? ''}`,
-        reason: `network ${verdict.rule}${audit.suppressed > 0 ? ` (and ${audit.suppressed} earlier refusals of this address not logged)` : ''}`,
-      });
-    }
-    done(registryError('DENIED', `access from ${address} is denied by network ${verdict.rule}`, { detail: { rule: verdict.rule, address }, headers: { connection: 'close' } }));
+    const message = refusal(socket, listener, address, verdict.rule, { userAgent: typeof ua === 'string' ? ua.slice(0, 512) : '', requestId: req.id });
+    done(registryError('DENIED', message, { detail: { rule: verdict.rule, address }, headers: { connection: 'close' } }));
+  });
+  // A request the parser cannot read (malformed, headers too large or too slow) from an address
+  // the rules refuse is refused like any other: 403 DENIED naming the rule, before the parser's
+  // 400 (http/error-handler.ts) could tell it anything. Only the peer is known then, no header can
+  // be believed: a trusted proxy's unreadable request keeps its 400.
+  app.server.prependListener('clientError', (err: Error & { code?: string }, socket: Socket) => {
+    const listener = socketKinds.get(socket) ?? kind;
+    const peer = clientAddress(socket.remoteAddress, {}, trusted, n.forwardedHeader).address;
+    if (peer === undefined || trusted.has(peer)) return;
+    const verdict = policy.decide(listener, peer);
+    if (verdict.allowed || err.code === 'ECONNRESET' || socket.destroyed) return;
+    answerClientError(err, socket, 'DENIED', refusal(socket, listener, peer, verdict.rule, { userAgent: '', requestId: '' }));
   });
   return policy;
 }

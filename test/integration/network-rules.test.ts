@@ -15,6 +15,7 @@ import { OciClient } from '../testkit/oci-client.js';
 import { sleep } from '../testkit/process-probe.js';
 import { send } from '../testkit/request.js';
 import { auditEventsWhen } from '../testkit/audit-log.js';
+import { rawExchange } from '../testkit/raw-http.js';
 
 interface Answer {
   readonly status: number;
@@ -96,6 +97,21 @@ describe('network rules on real listeners', () => {
     reached(await get('127.0.0.2', pub, PROXY, { 'x-forwarded-for': `127.0.0.10, ${PROXY}` }), 'two trusted hops');
     refused(await get('127.0.0.2', pub, PROXY, { forwarded: 'for=127.0.0.9' }), 'defaultAction Deny', PROXY, 'the proxies write X-Forwarded-For: Forwarded is not read');
     refused(await get('127.0.0.2', pub, PROXY, { 'x-forwarded-for': 'unknown' }), 'defaultAction Deny', 'unknown', 'a hop that is no address matches no rule');
+  });
+
+  test('a request the parser cannot read is refused like any other from a refused address: 403 DENIED, not the parser\'s 400', async () => {
+    const garbled = async (host: string, port: number, from: string): Promise<Answer> => {
+      const r = await rawExchange(port, (s) => void s.write('GET /v2/ HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n'), { host, localAddress: from, timeoutMs: 5000, untilResponse: true });
+      const body = JSON.parse(r.response?.body.toString() ?? '{}') as { errors?: Array<{ code: string; message: string }> };
+      return { status: r.response?.status ?? 0, code: body.errors?.[0]?.code, message: body.errors?.[0]?.message ?? '' };
+    };
+    refused(await garbled('127.0.0.2', pub, '127.0.0.14'), 'defaultAction Deny', '127.0.0.14', 'malformed, from a refused address');
+    assert.deepEqual((({ status, code }) => [status, code])(await garbled('127.0.0.2', pub, '127.0.0.9')), [400, 'BAD_REQUEST'], 'malformed, from an allowed address');
+    assert.deepEqual((({ status, code }) => [status, code])(await garbled('127.0.0.2', pub, PROXY)), [400, 'BAD_REQUEST'], 'malformed, from the trusted proxy: no client is known');
+    assert.deepEqual((({ status, code }) => [status, code])(await garbled('127.0.0.1', server.port, '127.0.0.14')), [400, 'BAD_REQUEST'], 'malformed, on the private listener');
+    type Denied = { type: string; client: { address: string }; reason?: string };
+    const events = await auditEventsWhen<Denied>(join(server.dataDir, 'audit.log'), (all) => all.some((e) => e.type === 'network.denied' && e.client.address === '127.0.0.14'));
+    assert.equal(events.find((e) => e.type === 'network.denied' && e.client.address === '127.0.0.14')?.reason, 'network defaultAction Deny', 'audited');
   });
 
   test('every refusal is an audit event with the client address and the rule', async () => {

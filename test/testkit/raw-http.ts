@@ -26,6 +26,10 @@ export interface RawOptions {
   readonly timeoutMs: number;
   /** stop waiting as soon as one complete response is in */
   readonly untilResponse?: boolean;
+  /** the server's address (default 127.0.0.1) */
+  readonly host?: string;
+  /** connect from this local address (e.g. 127.0.0.7, to look like another client) */
+  readonly localAddress?: string;
 }
 
 function dechunk(b: Buffer): Buffer | undefined {
@@ -76,7 +80,7 @@ export function parseResponse(raw: Buffer, complete: boolean): RawResponse | und
 export function rawExchange(port: number, write: (s: Socket) => Promise<void> | void, opts: RawOptions): Promise<RawResult> {
   const started = Date.now();
   return new Promise<RawResult>((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+    const socket = connect({ host: opts.host ?? '127.0.0.1', port, allowHalfOpen: true, ...(opts.localAddress !== undefined ? { localAddress: opts.localAddress } : {}) });
     const chunks: Buffer[] = [];
     let done = false;
     const finish = (closedByServer: boolean): void => {
