@@ -1,9 +1,10 @@
 /**
- * Backend pools: the upstream servers of a site, each reached over kept-alive connections (TLS
- * verified against the configured CA, never switched off; upstream.ts), probed on a timer and taken out of rotation
- * after `unhealthyThreshold` failed probes in a row. A registry is healthy when `/v2/` answers 200
- * or 401 (it is up, and asks for a token); a data endpoint when it answers 403 to a request that
- * carries no signed URL. Requests go round-robin to the healthy backends.
+ * Backend pools: the upstream servers of a site, each reached over kept-alive connections
+ * (upstream.ts; TLS verified against the configured CA, never switched off), probed on a timer
+ * and taken out of rotation after `unhealthyThreshold` failed probes in a row. A registry is
+ * healthy when `/v2/` answers 200 or 401 (it is up, and asks for a token); a data endpoint when it
+ * answers 403 to a request that carries no signed URL. Requests go round-robin to the healthy
+ * backends.
  */
 import { readFileSync } from 'node:fs';
 import type { BackendConfig, PoolConfig } from './config.js';

@@ -242,7 +242,10 @@ function runExchange(pool: UpstreamPool, req: UpstreamRequest, handler: Upstream
   let answeredBytes = false;
   let bodySent = req.body === undefined;
   let stopBody = (): void => undefined;
-  let pending: Buffer | undefined;
+  /** a head still coming: its reads so far, their length, and its last 3 bytes (a CRLF CRLF may straddle two reads) */
+  let pieces: Buffer[] = [];
+  let headBytes = 0;
+  let seam = Buffer.alloc(0);
   let head: ResponseHead | undefined;
   let decoder: BodyDecoder | undefined;
   let sink: Writable | undefined;
@@ -280,24 +283,35 @@ function runExchange(pool: UpstreamPool, req: UpstreamRequest, handler: Upstream
     else c.destroy();
   };
 
-  /** The response head, once complete; interim 1xx answers are skipped (RFC 9110 §15.2). */
+  /**
+   * The response head, once complete, and the bytes after it; interim 1xx answers are skipped
+   * (RFC 9110 §15.2). Each read is searched once (with the seam before it) and the head is joined
+   * once, so a backend dribbling its head byte by byte costs no more than sending it whole.
+   */
   const readHead = (chunk: Buffer): Buffer | undefined => {
-    let buf = pending === undefined ? chunk : Buffer.concat([pending, chunk]);
+    let input = chunk;
     for (;;) {
-      const end = buf.indexOf('\r\n\r\n');
-      if (end < 0 || end > MAX_HEAD_BYTES) {
-        if (end > MAX_HEAD_BYTES || buf.length > MAX_HEAD_BYTES) throw new UpstreamProtocolError(`the response head is larger than ${MAX_HEAD_BYTES} bytes`);
-        pending = buf;
+      const window = seam.length > 0 ? Buffer.concat([seam, input]) : input;
+      const at = window.indexOf('\r\n\r\n');
+      const end = headBytes - seam.length + at;
+      if (at < 0 || end > MAX_HEAD_BYTES) {
+        headBytes += input.length;
+        if (at >= 0 || headBytes > MAX_HEAD_BYTES) throw new UpstreamProtocolError(`the response head is larger than ${MAX_HEAD_BYTES} bytes`);
+        pieces.push(input);
+        seam = Buffer.from(window.subarray(Math.max(0, window.length - 3)));
         return undefined;
       }
-      const h = parseHead(buf.toString('latin1', 0, end), req.method);
-      buf = buf.subarray(end + 4);
+      const all = pieces.length > 0 ? Buffer.concat([...pieces, input]) : input;
+      pieces = [];
+      headBytes = 0;
+      seam = Buffer.alloc(0);
+      const h = parseHead(all.toString('latin1', 0, end), req.method);
+      input = all.subarray(end + 4);
       if (h.status === 101) throw new UpstreamProtocolError('the backend switched protocols, which the gateway does not pass on');
       if (h.status < 200 && ++interim > MAX_INTERIM) throw new UpstreamProtocolError(`the backend sent more than ${MAX_INTERIM} interim answers`);
       if (h.status >= 200) {
-        pending = undefined;
         head = h;
-        return buf;
+        return input;
       }
     }
   };

@@ -148,6 +148,17 @@ async function scriptedBackend(): Promise<{ port: number; connections(): number;
         answered++;
         if (path === '/te-and-cl') s.write('HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n');
         else if (path === '/truncated') s.end('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten b');
+        else if (path === '/dribble') {
+          // an interim answer and the final head, a byte per write: every CRLF CRLF straddles reads
+          const bytes = Buffer.from('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nx-dribbled: yes\r\ncontent-length: 2\r\n\r\n{}');
+          s.setNoDelay(true);
+          const next = (i: number): void => {
+            if (i >= bytes.length || s.destroyed) return;
+            s.write(bytes.subarray(i, i + 1));
+            setTimeout(() => next(i + 1), 1);
+          };
+          next(0);
+        } else if (path === '/huge-head') s.write(`HTTP/1.1 200 OK\r\nx-big: ${'a'.repeat(70_000)}\r\ncontent-length: 2\r\n\r\n{}`);
         else if (path === '/to-the-close') s.end('HTTP/1.1 200 OK\r\n\r\nread until the close');
         else if (path === '/reset-before-the-close') {
           s.write('HTTP/1.1 200 OK\r\n\r\nthe start of a body');
@@ -214,6 +225,15 @@ describe('gateway upstream client, in front of a backend that misbehaves', () =>
     assert.equal(whole.text, 'read until the close');
     await assert.rejects(call('/reset-before-the-close'));
     await gw.waitForLog((l) => l.msg === "failed to pass on the backend's answer" && l.path === '/reset-before-the-close');
+  });
+
+  test('a head dribbled a byte at a time is read whole; one over 64 KiB is refused', async () => {
+    const r = await call('/dribble');
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['x-dribbled'], 'yes');
+    assert.equal(r.text, '{}');
+    assert.equal((await call('/huge-head')).status, 502);
+    await gw.waitForLog((l) => l.path === '/huge-head' && JSON.stringify(l.err).includes('larger than 65536 bytes'));
   });
 
   test('an interim 100 Continue is skipped; the final answer is passed on', async () => {
