@@ -66,6 +66,17 @@ describe('gateway upstream client, in front of a well-formed backend', () => {
   before(async () => {
     backend = createHttpServer((req, res) => {
       if (req.url === '/big') return void res.end(big);
+      const numbered = /^\/numbered\/(\d+)$/.exec(req.url ?? '');
+      if (numbered?.[1] !== undefined) {
+        // a body only this request's number makes, of a size that varies with it; every third one chunked
+        const n = Number(numbered[1]);
+        const body = Buffer.alloc(1 + ((n * 7919) % 300_000), `${n};`);
+        if (n % 3 === 0) {
+          res.write(body.subarray(0, 10));
+          setTimeout(() => res.end(body.subarray(10)), n % 5);
+        } else res.end(body);
+        return;
+      }
       if (req.url === '/streamed') {
         // no length: Node's server sends it chunked
         res.write(big.subarray(0, 1000));
@@ -98,6 +109,18 @@ describe('gateway upstream client, in front of a well-formed backend', () => {
     const before = connections;
     for (let i = 0; i < 20; i++) assert.equal((await send(`http://127.0.0.1:${port}/v2/`, { headers: { host: HOST } })).status, 200);
     assert.ok(connections - before <= 1, `${connections - before} connections for 20 requests`);
+  });
+
+  test('many requests at once over the pooled connections: each gets its own answer, whole', async () => {
+    const expected = (n: number): Buffer => Buffer.alloc(1 + ((n * 7919) % 300_000), `${n};`);
+    for (let round = 0; round < 3; round++) {
+      const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => send(`http://127.0.0.1:${port}/numbered/${round * 40 + i}`, { headers: { host: HOST } })));
+      answers.forEach((r, i) => {
+        const n = round * 40 + i;
+        assert.equal(r.status, 200, `request ${n}`);
+        assert.ok(r.body.equals(expected(n)), `request ${n}: ${r.body.length} bytes, expected ${expected(n).length}`);
+      });
+    }
   });
 
   test('a large body comes through whole, by length and chunked', async () => {
