@@ -76,31 +76,37 @@ export function parseHead(text: string, method: string): ResponseHead {
     headers[name] = had === undefined ? value : Array.isArray(had) ? [...had, value] : [had, value];
   }
   const code = Number(status[2]);
-  const framing = framingOf(code, method, headers);
+  // checked whatever the framing: the answer to a HEAD passes its length on to the client
+  const length = contentLength(headers['content-length']);
+  const framing = framingOf(code, method, headers, length);
   // the same length sent twice is passed on once: strict clients refuse a repeated Content-Length
-  if (framing.kind === 'length' && headers['content-length'] !== undefined) headers['content-length'] = String(framing.length);
+  if (length !== undefined) headers['content-length'] = String(length);
   const connection = elements(headers.connection);
   const reusable = status[1] === '1' && !connection.includes('close') && framing.kind !== 'close';
   const timeout = /(?:^|,)\s*timeout=(\d{1,6})\b/i.exec(elements(headers['keep-alive']).join(','));
   return { status: code, headers, framing, reusable, ...(timeout?.[1] !== undefined ? { idleTimeoutMs: Number(timeout[1]) * 1000 } : {}) };
 }
 
-function framingOf(status: number, method: string, headers: Record<string, string | string[]>): Framing {
-  if (method === 'HEAD' || status < 200 || status === 204 || status === 304) return { kind: 'none' };
-  const te = elements(headers['transfer-encoding']);
-  const cl = headers['content-length'];
-  // present at all, even empty: a reader that takes an empty coding as chunked must not see a length framing it
-  if (headers['transfer-encoding'] !== undefined) {
-    // §6.1: a length beside a transfer coding is how responses are smuggled; only plain chunked is passed on
-    if (cl !== undefined) refuse('the response carries both Transfer-Encoding and Content-Length');
-    if (te.length !== 1 || te[0] !== 'chunked') refuse(`transfer coding ${te.join(', ')} is not supported`);
-    return { kind: 'chunked' };
-  }
-  if (cl === undefined) return { kind: 'close' };
+/** The Content-Length, when there is one: every value sent must be the same decimal number. */
+function contentLength(cl: string | string[] | undefined): number | undefined {
+  if (cl === undefined) return undefined;
   const lengths = new Set(elements(cl));
   const only = [...lengths][0];
   if (lengths.size !== 1 || only === undefined || !/^\d{1,15}$/.test(only)) refuse('the response carries an invalid or conflicting Content-Length');
-  return { kind: 'length', length: Number(only) };
+  return Number(only);
+}
+
+function framingOf(status: number, method: string, headers: Record<string, string | string[]>, length: number | undefined): Framing {
+  if (method === 'HEAD' || status < 200 || status === 204 || status === 304) return { kind: 'none' };
+  const te = elements(headers['transfer-encoding']);
+  // present at all, even empty: a reader that takes an empty coding as chunked must not see a length framing it
+  if (headers['transfer-encoding'] !== undefined) {
+    // §6.1: a length beside a transfer coding is how responses are smuggled; only plain chunked is passed on
+    if (length !== undefined) refuse('the response carries both Transfer-Encoding and Content-Length');
+    if (te.length !== 1 || te[0] !== 'chunked') refuse(`transfer coding ${te.join(', ')} is not supported`);
+    return { kind: 'chunked' };
+  }
+  return length === undefined ? { kind: 'close' } : { kind: 'length', length };
 }
 
 /**

@@ -47,8 +47,10 @@ describe('upstream response heads', () => {
     assert.equal(h.idleTimeoutMs, undefined);
   });
 
-  test('no body for HEAD, 1xx, 204 and 304, whatever the length says', () => {
+  test('no body for HEAD, 1xx, 204 and 304, whatever the length says; the length a HEAD passes on is checked all the same', () => {
     assert.deepEqual(parseHead(head('HTTP/1.1 200 OK', 'Content-Length: 5'), 'HEAD').framing, { kind: 'none' });
+    assert.equal(parseHead(head('HTTP/1.1 200 OK', 'Content-Length: 5', 'Content-Length: 5'), 'HEAD').headers['content-length'], '5');
+    refused(() => parseHead(head('HTTP/1.1 200 OK', 'Content-Length: 5', 'Content-Length: 6'), 'HEAD'), /conflicting Content-Length/);
     for (const s of [100, 204, 304]) assert.deepEqual(parseHead(head(`HTTP/1.1 ${s} X`, 'Content-Length: 5'), 'GET').framing, { kind: 'none' });
   });
 
