@@ -100,7 +100,6 @@ export class FailureLimiter {
     while (this.failures.size > MAX_KEYS) this.failures.delete(this.failures.keys().next().value as string);
   }
 
-
   private recent(key: string, now: number): number[] {
     return (this.failures.get(key) ?? []).filter((t) => now - t < this.limits.windowMs);
   }
