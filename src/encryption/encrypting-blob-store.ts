@@ -24,7 +24,6 @@ import {
   newObjectId,
   checkTerminator,
   hashHeader,
-  sealBuffer,
   sealSegment,
   segmentAad,
   terminatorPlaintext,
@@ -34,6 +33,7 @@ import { AsyncSha256 } from './native.js';
 import { collect, DecryptTransform, EncryptTransform } from './segment-streams.js';
 import { UploadStates } from './upload-state.js';
 import { SessionBytes } from './session-bytes.js';
+import { sealUnderNewKey } from './sealed-record.js';
 
 export interface EncryptingBlobStoreOptions {
   readonly inner: BlobStore;
@@ -176,27 +176,12 @@ export class EncryptingBlobStore implements BlobStore {
     if (digestOf(data, digestAlgorithm(digest)) !== digest) throw registryError('DIGEST_INVALID', undefined, { detail: { digest } });
     return this.exclusive(digest, async () => {
       if ((await this.record(digest)) !== undefined) return { digest, size: data.length };
-      const objectId = newObjectId();
-      const dk = await this.ring.newDataKey(objectId.toString('hex'));
+      const fresh = await sealUnderNewKey(this.ring, 'blob', data, digest, this.segmentSize);
       try {
-        const sealed = sealBuffer(data, digest, dk.key, { segmentSize: this.segmentSize, objectId, kek: dk.kek, wrapped: dk.wrapped });
-        const cipherDigest = digestOf(sealed.bytes);
-        const rec: DataKeyRecord = {
-          kind: 'blob',
-          digest,
-          cipherDigest,
-          size: data.length,
-          objectId: objectId.toString('hex'),
-          segmentSize: this.segmentSize,
-          headerLength: sealed.headerLength,
-          kek: dk.kek,
-          wrapped: dk.wrapped,
-          createdAt: Date.now(),
-        };
-        await this.storeBeside(rec, () => this.inner.put(sealed.bytes, cipherDigest));
+        await this.storeBeside(fresh.record, () => this.inner.put(fresh.bytes, fresh.record.cipherDigest));
         return { digest, size: data.length };
       } finally {
-        dk.key.fill(0);
+        fresh.key.fill(0);
       }
     });
   }

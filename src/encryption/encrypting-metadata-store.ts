@@ -30,10 +30,11 @@
  * fault: a StoredContentError (500, logged), never bytes served. A vault that refuses to unwrap is
  * UNAVAILABLE (503) from the KeyRing: revocation stops reads within the data-key cache lifetime.
  */
-import { digestOf, type Digest } from '../oci/index.js';
+import type { Digest } from '../oci/index.js';
 import { ManifestCache, type ManifestRecord, type MetadataStore, type Page } from '../storage/index.js';
 import type { DataKeyRecord, DataKeyStore } from './data-key-store.js';
-import { SealError, newObjectId, openBuffer, openSegment, sealBuffer, sealSegment } from './format.js';
+import { SealError, openBuffer, openSegment, sealBuffer, sealSegment } from './format.js';
+import { sealUnderNewKey } from './sealed-record.js';
 import type { KeyRing } from './key-ring.js';
 
 export interface EncryptingMetadataStoreOptions {
@@ -127,25 +128,12 @@ export class EncryptingMetadataStore implements MetadataStore {
         await this.keys.delete('manifest', digest, existing.cipherDigest);
         continue;
       }
-      const objectId = newObjectId();
-      const dk = await this.ring.newDataKey(objectId.toString('hex'));
-      const sealed = sealBuffer(body, digest, dk.key, { segmentSize: this.segmentSize, objectId, kek: dk.kek, wrapped: dk.wrapped });
-      const won = await this.keys.putIfAbsent({
-        kind: 'manifest',
-        digest,
-        cipherDigest: digestOf(sealed.bytes),
-        size: body.length,
-        objectId: objectId.toString('hex'),
-        segmentSize: this.segmentSize,
-        headerLength: sealed.headerLength,
-        kek: dk.kek,
-        wrapped: dk.wrapped,
-        createdAt: Date.now(),
-      });
-      if (won.objectId === objectId.toString('hex')) return { sealed: sealed.bytes, key: dk.key };
+      const fresh = await sealUnderNewKey(this.ring, 'manifest', body, digest, this.segmentSize);
+      const won = await this.keys.putIfAbsent(fresh.record);
+      if (won.objectId === fresh.record.objectId) return { sealed: fresh.bytes, key: fresh.key };
       // A concurrent push of the same manifest wrote its record first: seal under that one.
-      dk.key.fill(0);
-      this.ring.forget(objectId.toString('hex'));
+      fresh.key.fill(0);
+      this.ring.forget(fresh.record.objectId);
     }
     throw new Error(`failed to store manifest ${digest}: its data-key record kept changing`);
   }
