@@ -51,8 +51,8 @@ function fieldLine(line: string): [string, string] {
   return [name.toLowerCase(), raw.replace(/^[ \t]+|[ \t]+$/g, '')];
 }
 
-/** The comma-separated elements of a field (RFC 9110 §5.6.1), lower-cased. */
-const elements = (v: string | string[] | undefined): string[] =>
+/** The comma-separated elements of a field, every value of it (RFC 9110 §5.6.1), lower-cased, empty ones dropped. */
+export const headerElements = (v: string | string[] | undefined): string[] =>
   (v === undefined ? [] : Array.isArray(v) ? v : [v])
     .flatMap((x) => x.split(','))
     .map((x) => x.trim().toLowerCase())
@@ -81,16 +81,16 @@ export function parseHead(text: string, method: string): ResponseHead {
   const framing = framingOf(code, method, headers, length);
   // the same length sent twice is passed on once: strict clients refuse a repeated Content-Length
   if (length !== undefined) headers['content-length'] = String(length);
-  const connection = elements(headers.connection);
+  const connection = headerElements(headers.connection);
   const reusable = status[1] === '1' && !connection.includes('close') && framing.kind !== 'close';
-  const timeout = /(?:^|,)\s*timeout=(\d{1,6})\b/i.exec(elements(headers['keep-alive']).join(','));
+  const timeout = /(?:^|,)\s*timeout=(\d{1,6})\b/i.exec(headerElements(headers['keep-alive']).join(','));
   return { status: code, headers, framing, reusable, ...(timeout?.[1] !== undefined ? { idleTimeoutMs: Number(timeout[1]) * 1000 } : {}) };
 }
 
 /** The Content-Length, when there is one: every value sent must be the same decimal number. */
 function contentLength(cl: string | string[] | undefined): number | undefined {
   if (cl === undefined) return undefined;
-  const lengths = new Set(elements(cl));
+  const lengths = new Set(headerElements(cl));
   const only = [...lengths][0];
   if (lengths.size !== 1 || only === undefined || !/^\d{1,15}$/.test(only)) refuse('the response carries an invalid or conflicting Content-Length');
   return Number(only);
@@ -98,7 +98,7 @@ function contentLength(cl: string | string[] | undefined): number | undefined {
 
 function framingOf(status: number, method: string, headers: Record<string, string | string[]>, length: number | undefined): Framing {
   if (method === 'HEAD' || status < 200 || status === 204 || status === 304) return { kind: 'none' };
-  const te = elements(headers['transfer-encoding']);
+  const te = headerElements(headers['transfer-encoding']);
   // present at all, even empty: a reader that takes an empty coding as chunked must not see a length framing it
   if (headers['transfer-encoding'] !== undefined) {
     // §6.1: a length beside a transfer coding is how responses are smuggled; only plain chunked is passed on

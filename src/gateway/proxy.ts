@@ -14,6 +14,7 @@ import type { Backend, BackendPool } from './backends.js';
 import type { SiteConfig } from './config.js';
 import type { HeaderRewriter, Rewritten } from './rewrite.js';
 import { canonicalTarget } from './target.js';
+import { headerElements } from './http1.js';
 import type { UpstreamRequest } from './upstream.js';
 import type { Waf, WafVerdict } from './waf.js';
 
@@ -53,12 +54,8 @@ function send(res: ServerResponse, method: string | undefined, code: ErrorCode, 
 }
 
 /** Headers minus the hop-by-hop ones, and minus those the `Connection` header names. */
-function endToEnd(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
-  const named = new Set(
-    String(headers.connection ?? '')
-      .split(',')
-      .map((s) => s.trim().toLowerCase()),
-  );
+function endToEnd(headers: IncomingHttpHeaders | Record<string, string | string[]>): OutgoingHttpHeaders {
+  const named = new Set(headerElements(headers.connection));
   const out: OutgoingHttpHeaders = {};
   for (const [k, v] of Object.entries(headers)) if (v !== undefined && !HOP_BY_HOP.has(k) && !named.has(k)) out[k] = v;
   return out;
@@ -158,7 +155,7 @@ function exchange(ctx: ProxyContext, what: { site: string; backend: Backend; met
   });
 }
 
-function rewritten(rewriter: HeaderRewriter, headers: IncomingHttpHeaders | Record<string, string | string[]>): { value: OutgoingHttpHeaders } | { leak: string; header: string } {
+function rewritten(rewriter: HeaderRewriter, headers: Record<string, string | string[]>): { value: OutgoingHttpHeaders } | { leak: string; header: string } {
   const out: Record<string, number | string | string[] | undefined> = endToEnd(headers);
   const one = (name: string, r: Rewritten): string | { leak: string; header: string } => ('leak' in r ? { leak: r.leak, header: name } : r.value);
   for (const name of ['location', 'www-authenticate', 'link'] as const) {
