@@ -110,7 +110,8 @@ function framingOf(status: number, method: string, headers: Record<string, strin
 }
 
 /**
- * Reads a body by its framing. Data comes back as slices of the buffers pushed in, never copied.
+ * Reads a body by its framing. Data comes back as slices of the buffers pushed in, never copied;
+ * nothing of a pushed buffer is kept once `push` returns.
  * Bytes after the end of the body are not part of it: they answer nothing that was asked, and the
  * connection that carried them is not used again (`surplus`).
  */
@@ -158,7 +159,8 @@ export class BodyDecoder {
       const end = lf < 0 ? chunk.length : lf + 1;
       this.lineBytes += end - at;
       if (this.lineBytes > (this.state === 'trailer' ? MAX_HEAD_BYTES - this.trailerBytes : MAX_CHUNK_LINE)) refuse('a chunk-size line or the trailer section is too long');
-      this.line.push(chunk.subarray(at, end));
+      // a line that goes on in the next read is copied: the reader may reuse this read's buffer
+      this.line.push(lf < 0 ? Buffer.from(chunk.subarray(at, end)) : chunk.subarray(at, end));
       at = end;
       if (lf >= 0) this.endOfLine();
     }

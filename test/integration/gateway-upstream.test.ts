@@ -13,6 +13,8 @@ import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { createServer, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { Writable } from 'node:stream';
+import { UpstreamPool } from '../../src/gateway/upstream.js';
 import { startGateway, type RunningGateway } from '../testkit/gateway.js';
 import { freePort } from '../testkit/server.js';
 import { send } from '../testkit/request.js';
@@ -204,6 +206,109 @@ async function scriptedBackend(): Promise<{ port: number; connections(): number;
       }),
   };
 }
+
+describe('gateway upstream client, read buffers and a client that takes its time', () => {
+  test('a read buffer is not read into again before the client has taken every piece of it', async () => {
+    const body = randomBytes(16 * 1024 * 1024 + 3);
+    const backend = createHttpServer((req, res) => {
+      if (req.url === '/chunked') {
+        // chunked in pieces of 10 KiB: several pieces per read
+        for (let at = 0; at < body.length; at += 10 * 1024) res.write(body.subarray(at, at + 10 * 1024));
+        res.end();
+      } else res.end(body);
+    });
+    const pool = new UpstreamPool({ host: '127.0.0.1', port: await listening(backend) });
+    try {
+      for (const path of ['/length', '/chunked']) {
+        // A client socket that takes each piece 1 ms after it was written and never pushes back: every
+        // read goes on at once, and whatever a piece views is copied only when the client takes it.
+        const taken: Buffer[] = [];
+        const client = new Writable({
+          highWaterMark: 1 << 30,
+          write(chunk: Buffer, _enc, done) {
+            setTimeout(() => {
+              taken.push(Buffer.from(chunk));
+              done();
+            }, 1);
+          },
+        });
+        await new Promise<void>((resolve, reject) => {
+          client.once('finish', resolve);
+          pool.exchange({ method: 'GET', target: path, headers: { host: 'backend' }, timeoutMs: 10_000 }, { response: () => client, fail: (err) => reject(err) });
+        });
+        const got = Buffer.concat(taken);
+        assert.equal(got.length, body.length, path);
+        assert.equal(sha256(got), sha256(body), `${path}: every piece as the backend sent it`);
+      }
+      // A client that takes each piece at once: reads go on in the same few buffers.
+      const buffers = pool.buffers;
+      const take = buffers.take.bind(buffers);
+      const used = new Set<ArrayBufferLike>();
+      let reads = 0;
+      buffers.take = (size: number): Buffer => {
+        const b = take(size);
+        reads++;
+        used.add(b.buffer);
+        return b;
+      };
+      const hash = createHash('sha256');
+      const prompt = new Writable({
+        write(chunk: Buffer, _enc, done) {
+          hash.update(chunk);
+          done();
+        },
+      });
+      await new Promise<void>((resolve, reject) => {
+        prompt.once('finish', resolve);
+        pool.exchange({ method: 'GET', target: '/length', headers: { host: 'backend' }, timeoutMs: 10_000 }, { response: () => prompt, fail: (err) => reject(err) });
+      });
+      assert.equal(hash.digest('hex'), sha256(body));
+      assert.ok(reads >= 16 && used.size <= reads / 4, `${reads} reads into ${used.size} buffers`);
+    } finally {
+      pool.close();
+      backend.closeAllConnections();
+      await new Promise((r) => backend.close(r));
+    }
+  });
+
+  test('a head that spans two reads is read whole, though the first read\'s buffer is read into again', async () => {
+    const value = 'v'.repeat(50_000);
+    const head = Buffer.from(`HTTP/1.1 200 OK\r\nX-Large: ${value}\r\nContent-Length: 5\r\n\r\nhello`, 'latin1');
+    const server = createServer((socket) => {
+      socket.once('data', () => {
+        // far more than an eighth of a 64 KiB read, so the read is handed on as a slice of its buffer, not copied
+        socket.write(head.subarray(0, 40_000));
+        setTimeout(() => socket.end(head.subarray(40_000)), 30);
+      });
+    });
+    const pool = new UpstreamPool({ host: '127.0.0.1', port: await listening(server) });
+    try {
+      const parts: Buffer[] = [];
+      const headers = await new Promise<Record<string, string | string[]>>((resolve, reject) => {
+        let seen: Record<string, string | string[]> = {};
+        const client = new Writable({
+          write(chunk: Buffer, _enc, done) {
+            parts.push(Buffer.from(chunk));
+            done();
+          },
+        });
+        client.once('finish', () => resolve(seen));
+        pool.exchange({ method: 'GET', target: '/', headers: { host: 'backend' }, timeoutMs: 5_000 }, {
+          response: (_status, h) => {
+            seen = h;
+            return client;
+          },
+          fail: (err) => reject(err),
+        });
+      });
+      assert.equal(headers['x-large'], value);
+      assert.equal(Buffer.concat(parts).toString(), 'hello');
+    } finally {
+      pool.close();
+      await new Promise((r) => server.close(r));
+    }
+  });
+});
 
 describe('gateway upstream client, in front of a backend that misbehaves', () => {
   let backend: Awaited<ReturnType<typeof scriptedBackend>>;

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { BodyDecoder, parseHead, UpstreamProtocolError, type Framing } from '../../src/gateway/http1.js';
-import { handedOn } from '../../src/gateway/upstream.js';
+import { handedOn, ReadBuffers } from '../../src/gateway/upstream.js';
 
 const head = (...lines: string[]): string => lines.join('\r\n');
 const refused = (f: () => unknown, why: RegExp): void => assert.throws(f, (e: unknown) => e instanceof UpstreamProtocolError && why.test(e.message));
@@ -139,6 +139,28 @@ describe('upstream response bodies', () => {
     );
   });
 
+  test('nothing of a read is kept once its pieces are taken: the same body when each read\'s buffer is overwritten right after (ReadBuffers reuses it)', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), fc.array(fc.integer({ min: 1, max: 64 }), { maxLength: 12 }), fc.array(fc.nat(), { maxLength: 8 }), fc.boolean(), (bytes, sizes, cuts, trailer) => {
+        const body = Buffer.from(bytes);
+        const wire = chunked(body, sizes, trailer ? 'Digest: x\r\nExpires: 0\r\n' : '');
+        const decoder = new BodyDecoder({ kind: 'chunked' });
+        const out: Buffer[] = [];
+        let at = 0;
+        for (const cut of [...new Set(cuts.map((c) => c % (wire.length + 1)))].sort((x, y) => x - y).concat(wire.length)) {
+          const read = Buffer.from(wire.subarray(at, cut));
+          // the client's socket takes each piece (a copy), then the buffer is read into again
+          for (const piece of decoder.push(read)) out.push(Buffer.from(piece));
+          read.fill(0x30);
+          at = cut;
+        }
+        assert.deepEqual(Buffer.concat(out), body);
+        assert.equal(decoder.done, true);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
   test('chunked framing that could be read two ways is refused', () => {
     refused(() => decode({ kind: 'chunked' }, Buffer.from('z\r\n')), /chunk size is malformed/);
     refused(() => decode({ kind: 'chunked' }, Buffer.from('-1\r\n')), /chunk size is malformed/);
@@ -146,5 +168,38 @@ describe('upstream response bodies', () => {
     refused(() => decode({ kind: 'chunked' }, Buffer.from('3\r\nabcd\r\n0\r\n\r\n')), /longer than its size/);
     refused(() => decode({ kind: 'chunked' }, Buffer.from('3\r\nabc\r\n0\r\nBad Trailer\r\n\r\n')), /malformed/);
     refused(() => decode({ kind: 'chunked' }, Buffer.from(`1;${'x'.repeat(5000)}\r\n`)), /too long/);
+  });
+});
+
+describe('read buffers of the connections to a backend', () => {
+  test('a buffer is read into again only once its read and every piece written from it are done with it', () => {
+    const buffers = new ReadBuffers();
+    const a = buffers.take(64 * 1024);
+    const pieces = [a.subarray(0, 100), a.subarray(100, 5000)];
+    for (const p of pieces) assert.equal(buffers.hold(p), true);
+    buffers.release(a); // the read has been handed on
+    assert.notEqual(buffers.take(64 * 1024).buffer, a.buffer, 'two pieces are still on their way');
+    buffers.release(pieces[0] as Buffer);
+    assert.notEqual(buffers.take(64 * 1024).buffer, a.buffer, 'one piece is still on its way');
+    buffers.release(pieces[1] as Buffer);
+    assert.equal(buffers.take(64 * 1024).buffer, a.buffer, 'every holder is done: the next read of its size reuses it');
+    assert.notEqual(buffers.take(128 * 1024).buffer, a.buffer, 'a read of another size does not');
+  });
+
+  test('memory from elsewhere is not taken in, a buffer comes back once, and at most 4 MiB wait', () => {
+    const buffers = new ReadBuffers();
+    const foreign = Buffer.alloc(64 * 1024);
+    assert.equal(buffers.hold(foreign), false, 'nothing to release');
+    buffers.release(foreign);
+    assert.notEqual(buffers.take(64 * 1024).buffer, foreign.buffer);
+    const b = buffers.take(64 * 1024);
+    buffers.release(b);
+    buffers.release(b); // a second release of the same buffer changes nothing
+    assert.equal(buffers.take(64 * 1024).buffer, b.buffer);
+    assert.notEqual(buffers.take(64 * 1024).buffer, b.buffer, 'given back once, taken once');
+    const big = Array.from({ length: 6 }, () => buffers.take(1024 * 1024));
+    for (const x of big) buffers.release(x);
+    const again = new Set(Array.from({ length: 6 }, () => buffers.take(1024 * 1024).buffer));
+    assert.equal(big.filter((x) => again.has(x.buffer)).length, 4, 'four 1 MiB buffers were kept, two left to the collector');
   });
 });
