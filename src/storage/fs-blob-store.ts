@@ -314,6 +314,7 @@ export class FsBlobStore implements BlobStore {
   async commitUpload(id: string, expected?: Digest, opts: CommitOptions = {}): Promise<BlobInfo> {
     const { session, info } = await this.acquireExisting(id);
     const dataPath = join(this.layout.uploadDir(id), 'data');
+    let moved = false;
     try {
       let size = info.size;
       const trailer = opts.trailer;
@@ -349,11 +350,12 @@ export class FsBlobStore implements BlobStore {
       if ((await this.stat(digest)) === undefined) {
         if (trailer === undefined) await fsyncPath(dataPath);
         await this.moveIntoPlace(dataPath, digest);
+        moved = true;
       }
       return { digest, size };
     } finally {
       this.live.delete(id);
-      this.removeFinished(id);
+      this.removeFinished(id, moved);
     }
   }
 
@@ -370,13 +372,14 @@ export class FsBlobStore implements BlobStore {
    * Remove a committed session's folder after the answer: nothing refers to it any more (its
    * data file was renamed into the store or is discarded, and a folder without data is not a
    * session), so the client need not wait. A crash before it runs leaves a folder that the
-   * stale-upload purge removes.
+   * stale-upload purge removes. `moved`: the data file is in the store now (unlinking its old
+   * name would only fail, at the cost of a thread-pool round trip and an error).
    */
-  private removeFinished(id: string): void {
+  private removeFinished(id: string, moved: boolean): void {
     const dir = this.layout.uploadDir(id);
     this.finished.add(id);
     const job = (async () => {
-      await unlink(join(dir, 'data')).catch(() => undefined);
+      if (!moved) await unlink(join(dir, 'data')).catch(() => undefined);
       await unlink(join(dir, 'info.json')).catch(() => undefined);
       await rmdir(dir).catch(() => rm(dir, { recursive: true, force: true }));
     })()
