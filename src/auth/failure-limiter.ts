@@ -43,11 +43,6 @@ export class FailureLimiter {
 
   constructor(private readonly limits: FailureLimits) {}
 
-  /** Seconds until the caller may try again, or 0 when it may try now. */
-  retryAfter(identity: string, rawAddress: string, now = Date.now()): number {
-    return this.wait(identity, subscriberKey(rawAddress), now, 0);
-  }
-
   /** An attempt begins: until it ends, it counts against its address's limit. */
   begin(identity: string, rawAddress: string): Attempt {
     const address = subscriberKey(rawAddress);
@@ -84,10 +79,6 @@ export class FailureLimiter {
     // most, behind the scrypt queue), so the caller is told to come back in a second
     else if (addr.length + (this.running.get(address) ?? 0) - own >= this.limits.perAddress) until = Math.max(until, now + 1000);
     return until > now ? Math.ceil((until - now) / 1000) : 0;
-  }
-
-  fail(identity: string, rawAddress: string, now = Date.now()): void {
-    this.record(identity, subscriberKey(rawAddress), now);
   }
 
   private record(identity: string, address: string, now: number): void {

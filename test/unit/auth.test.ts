@@ -442,6 +442,17 @@ describe('AccessPolicy.decide', () => {
 
 describe('FailureLimiter', () => {
   const limits = { perIdentity: 3, perAddress: 5, windowMs: 10_000 };
+  /** A whole failed attempt, as the auth service makes one. */
+  const fail = (l: FailureLimiter, identity: string, address: string, now: number): void => l.begin(identity, address).fail(now);
+  /** What a new attempt is told before anything is checked, as the auth service asks. */
+  const retryAfter = (l: FailureLimiter, identity: string, address: string, now: number): number => {
+    const attempt = l.begin(identity, address);
+    try {
+      return attempt.retryAfter(now);
+    } finally {
+      attempt.end();
+    }
+  };
 
   test('IPv6 failures count per /64, IPv4 per address, IPv4-mapped IPv6 as IPv4', () => {
     assert.equal(subscriberKey('2001:db8:0:1:aaaa:bbbb:cccc:dddd'), '2001:db8:0:1::/64');
@@ -451,51 +462,51 @@ describe('FailureLimiter', () => {
     assert.equal(subscriberKey('10.1.2.3'), '10.1.2.3');
     const l = new FailureLimiter(limits);
     // one host stepping through its /64 still hits the per-address limit
-    for (let i = 1; i <= 5; i++) l.fail(`user${i}`, `2001:db8:0:1::${i.toString(16)}`, 0);
-    assert.ok(l.retryAfter('someone', '2001:db8:0:1::ffff', 1) > 0);
-    assert.equal(l.retryAfter('someone', '2001:db8:0:2::1', 1), 0, 'another /64 is not affected');
+    for (let i = 1; i <= 5; i++) fail(l, `user${i}`, `2001:db8:0:1::${i.toString(16)}`, 0);
+    assert.ok(retryAfter(l, 'someone', '2001:db8:0:1::ffff', 1) > 0);
+    assert.equal(retryAfter(l, 'someone', '2001:db8:0:2::1', 1), 0, 'another /64 is not affected');
   });
 
   test('per identity and address: the limit-th failure starts the wait, Retry-After counts from the oldest counted failure', () => {
     const l = new FailureLimiter(limits);
-    l.fail('alice', '10.0.0.1', 0);
-    l.fail('alice', '10.0.0.1', 1_000);
-    assert.equal(l.retryAfter('alice', '10.0.0.1', 2_000), 0);
-    l.fail('alice', '10.0.0.1', 2_000);
-    assert.equal(l.retryAfter('alice', '10.0.0.1', 2_000), 8);
-    assert.equal(l.retryAfter('alice', '10.0.0.1', 9_999), 1, 'rounded up');
-    assert.equal(l.retryAfter('alice', '10.0.0.1', 10_000), 0, 'the first failure left the window');
-    assert.equal(l.retryAfter('alice', '10.0.0.2', 2_000), 0, 'another address');
-    assert.equal(l.retryAfter('bob', '10.0.0.1', 2_000), 0, 'another identity from the same address (3 < 5)');
+    fail(l, 'alice', '10.0.0.1', 0);
+    fail(l, 'alice', '10.0.0.1', 1_000);
+    assert.equal(retryAfter(l, 'alice', '10.0.0.1', 2_000), 0);
+    fail(l, 'alice', '10.0.0.1', 2_000);
+    assert.equal(retryAfter(l, 'alice', '10.0.0.1', 2_000), 8);
+    assert.equal(retryAfter(l, 'alice', '10.0.0.1', 9_999), 1, 'rounded up');
+    assert.equal(retryAfter(l, 'alice', '10.0.0.1', 10_000), 0, 'the first failure left the window');
+    assert.equal(retryAfter(l, 'alice', '10.0.0.2', 2_000), 0, 'another address');
+    assert.equal(retryAfter(l, 'bob', '10.0.0.1', 2_000), 0, 'another identity from the same address (3 < 5)');
   });
 
   test('the window slides: a failure inside it keeps counting after older ones leave', () => {
     const l = new FailureLimiter(limits);
-    for (const at of [0, 5_000, 9_000]) l.fail('alice', 'a', at);
-    assert.equal(l.retryAfter('alice', 'a', 9_000), 1);
-    assert.equal(l.retryAfter('alice', 'a', 10_000), 0);
-    l.fail('alice', 'a', 12_000);
-    assert.equal(l.retryAfter('alice', 'a', 12_000), 3, '5 000, 9 000, 12 000: wait until 15 000');
+    for (const at of [0, 5_000, 9_000]) fail(l, 'alice', 'a', at);
+    assert.equal(retryAfter(l, 'alice', 'a', 9_000), 1);
+    assert.equal(retryAfter(l, 'alice', 'a', 10_000), 0);
+    fail(l, 'alice', 'a', 12_000);
+    assert.equal(retryAfter(l, 'alice', 'a', 12_000), 3, '5 000, 9 000, 12 000: wait until 15 000');
   });
 
   test('per address: failures of any identities add up', () => {
     const l = new FailureLimiter(limits);
-    for (const [i, who] of ['a', 'b', 'c', 'd'].entries()) l.fail(who, '10.0.0.9', i);
-    assert.equal(l.retryAfter('e', '10.0.0.9', 4), 0);
-    l.fail('e', '10.0.0.9', 4);
-    assert.equal(l.retryAfter('zed', '10.0.0.9', 4), 10);
-    assert.equal(l.retryAfter('zed', '10.0.0.8', 4), 0);
+    for (const [i, who] of ['a', 'b', 'c', 'd'].entries()) fail(l, who, '10.0.0.9', i);
+    assert.equal(retryAfter(l, 'e', '10.0.0.9', 4), 0);
+    fail(l, 'e', '10.0.0.9', 4);
+    assert.equal(retryAfter(l, 'zed', '10.0.0.9', 4), 10);
+    assert.equal(retryAfter(l, 'zed', '10.0.0.8', 4), 0);
   });
 
   test('a success clears the failures of the identity at that address, not those of the address', () => {
     const l = new FailureLimiter({ perIdentity: 2, perAddress: 3, windowMs: 10_000 });
-    l.fail('alice', 'a', 0);
-    l.fail('alice', 'a', 1);
-    assert.ok(l.retryAfter('alice', 'a', 2) > 0);
+    fail(l, 'alice', 'a', 0);
+    fail(l, 'alice', 'a', 1);
+    assert.ok(retryAfter(l, 'alice', 'a', 2) > 0);
     l.begin('alice', 'a').succeed();
-    assert.equal(l.retryAfter('alice', 'a', 2), 0);
-    l.fail('mallory', 'a', 3);
-    assert.ok(l.retryAfter('alice', 'a', 3) > 0, 'the address has 3 failures in the window');
+    assert.equal(retryAfter(l, 'alice', 'a', 2), 0);
+    fail(l, 'mallory', 'a', 3);
+    assert.ok(retryAfter(l, 'alice', 'a', 3) > 0, 'the address has 3 failures in the window');
   });
 
   test('attempts in flight hold places in the address allowance until they end, and each counts once', () => {
@@ -504,28 +515,28 @@ describe('FailureLimiter', () => {
     assert.equal(a?.retryAfter(0), 0, 'itself and two others in flight: 3, within the limit');
     const d = l.begin('d', '10.0.0.7');
     assert.equal(d.retryAfter(0), 1, 'a fourth comes back in a second, when the others may have ended');
-    assert.equal(l.retryAfter('e', '10.0.0.6', 0), 0, 'another address is not affected');
+    assert.equal(retryAfter(l, 'e', '10.0.0.6', 0), 0, 'another address is not affected');
     d.end();
     d.end();
-    assert.equal(l.retryAfter('z', '10.0.0.7', 0), 1, 'a, b and c are still in flight: ending d twice freed one place');
+    assert.equal(retryAfter(l, 'z', '10.0.0.7', 0), 1, 'a, b and c are still in flight: ending d twice freed one place');
     a?.fail(0);
     a?.fail(0);
     b?.succeed();
-    assert.equal(l.retryAfter('z', '10.0.0.7', 0), 0, 'one failure, one in flight: 2 of 3');
+    assert.equal(retryAfter(l, 'z', '10.0.0.7', 0), 0, 'one failure, one in flight: 2 of 3');
     c?.fail(0);
     const e = l.begin('e', '10.0.0.7');
     assert.equal(e.retryAfter(0), 0, 'two failures and itself');
     e.fail(0);
-    assert.equal(l.retryAfter('z', '10.0.0.7', 0), 10, 'three failures, each counted once: the window');
+    assert.equal(retryAfter(l, 'z', '10.0.0.7', 0), 10, 'three failures, each counted once: the window');
   });
 
   test('memory is bounded: the oldest keys are forgotten first', () => {
     const l = new FailureLimiter({ perIdentity: 1, perAddress: 1_000_000, windowMs: 60_000 });
-    l.fail('first', 'address-0', 0);
-    assert.ok(l.retryAfter('first', 'address-0', 0) > 0);
-    for (let i = 1; i <= 60_000; i++) l.fail('x', `address-${i}`, 0);
-    assert.equal(l.retryAfter('first', 'address-0', 0), 0, 'forgotten after 120 000 keys');
-    assert.ok(l.retryAfter('x', 'address-60000', 0) > 0, 'the newest are kept');
+    fail(l, 'first', 'address-0', 0);
+    assert.ok(retryAfter(l, 'first', 'address-0', 0) > 0);
+    for (let i = 1; i <= 60_000; i++) fail(l, 'x', `address-${i}`, 0);
+    assert.equal(retryAfter(l, 'first', 'address-0', 0), 0, 'forgotten after 120 000 keys');
+    assert.ok(retryAfter(l, 'x', 'address-60000', 0) > 0, 'the newest are kept');
   });
 });
 
