@@ -207,6 +207,21 @@ async function scriptedBackend(): Promise<{ port: number; connections(): number;
   };
 }
 
+/** A GET through `pool` whose body goes to `sink`; resolves with the head's headers once the sink has finished. */
+function exchangeInto(pool: UpstreamPool, target: string, sink: Writable, timeoutMs = 10_000): Promise<Record<string, string | string[]>> {
+  return new Promise((resolve, reject) => {
+    let headers: Record<string, string | string[]> = {};
+    sink.once('finish', () => resolve(headers));
+    pool.exchange({ method: 'GET', target, headers: { host: 'backend' }, timeoutMs }, {
+      response: (_status, h) => {
+        headers = h;
+        return sink;
+      },
+      fail: (err) => reject(err),
+    });
+  });
+}
+
 describe('gateway upstream client, read buffers and a client that takes its time', () => {
   test('a read buffer is not read into again before the client has taken every piece of it', async () => {
     const body = randomBytes(16 * 1024 * 1024 + 3);
@@ -232,10 +247,7 @@ describe('gateway upstream client, read buffers and a client that takes its time
             }, 1);
           },
         });
-        await new Promise<void>((resolve, reject) => {
-          client.once('finish', resolve);
-          pool.exchange({ method: 'GET', target: path, headers: { host: 'backend' }, timeoutMs: 10_000 }, { response: () => client, fail: (err) => reject(err) });
-        });
+        await exchangeInto(pool, path, client);
         const got = Buffer.concat(taken);
         assert.equal(got.length, body.length, path);
         assert.equal(sha256(got), sha256(body), `${path}: every piece as the backend sent it`);
@@ -258,10 +270,7 @@ describe('gateway upstream client, read buffers and a client that takes its time
           done();
         },
       });
-      await new Promise<void>((resolve, reject) => {
-        prompt.once('finish', resolve);
-        pool.exchange({ method: 'GET', target: '/length', headers: { host: 'backend' }, timeoutMs: 10_000 }, { response: () => prompt, fail: (err) => reject(err) });
-      });
+      await exchangeInto(pool, '/length', prompt);
       assert.equal(hash.digest('hex'), sha256(body));
       assert.ok(reads >= 16 && used.size <= reads / 4, `${reads} reads into ${used.size} buffers`);
     } finally {
@@ -284,23 +293,13 @@ describe('gateway upstream client, read buffers and a client that takes its time
     const pool = new UpstreamPool({ host: '127.0.0.1', port: await listening(server) });
     try {
       const parts: Buffer[] = [];
-      const headers = await new Promise<Record<string, string | string[]>>((resolve, reject) => {
-        let seen: Record<string, string | string[]> = {};
-        const client = new Writable({
-          write(chunk: Buffer, _enc, done) {
-            parts.push(Buffer.from(chunk));
-            done();
-          },
-        });
-        client.once('finish', () => resolve(seen));
-        pool.exchange({ method: 'GET', target: '/', headers: { host: 'backend' }, timeoutMs: 5_000 }, {
-          response: (_status, h) => {
-            seen = h;
-            return client;
-          },
-          fail: (err) => reject(err),
-        });
+      const client = new Writable({
+        write(chunk: Buffer, _enc, done) {
+          parts.push(Buffer.from(chunk));
+          done();
+        },
       });
+      const headers = await exchangeInto(pool, '/', client, 5_000);
       assert.equal(headers['x-large'], value);
       assert.equal(Buffer.concat(parts).toString(), 'hello');
     } finally {
