@@ -125,8 +125,9 @@ export function assertNotEncrypted(config: Config): void {
 function assertNoPlaintext(config: Config): void {
   if (existsSync(join(config.dataDir, 'data-keys.db'))) return;
   const blobs = join(config.dataDir, 'blobs');
-  const stored = ['sha256', 'sha512'].some((alg) => existsSync(join(blobs, alg)) && readdirSync(join(blobs, alg)).length > 0);
-  if (stored) {
+  // The fan-out folders exist from the first start on (FsBlobStore.init); a blob is a file in one.
+  const holds = (dir: string): boolean => existsSync(dir) && readdirSync(dir).some((prefix) => readdirSync(join(dir, prefix)).length > 0);
+  if (['sha256', 'sha512'].some((alg) => holds(join(blobs, alg)))) {
     throw new Error(`${config.dataDir} holds unencrypted blobs (it ran with encryption.enabled=false): encryption cannot be turned on over it. Keep encryption.enabled=false for this folder, or push into a new one.`);
   }
 }

@@ -5,7 +5,7 @@
  */
 import { randomUUID, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, truncate, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, truncate, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -14,9 +14,13 @@ import type { AppendOptions, BlobCheck, CommitOptions, BlobInfo, BlobStore, Byte
 import { FileRangeStream } from './file-range-stream.js';
 import { FlushingWriter } from './flushing-writer.js';
 import { FsLayout, isUploadId } from './fs-layout.js';
+import { commitFile, makeFolder, type CommitFileOptions } from './native-fs.js';
 import { countingDigest } from './streams.js';
 
 const READ_CHUNK = 1 << 20;
+const DIGEST_ALGORITHMS = ['sha256', 'sha512'] as const;
+/** the first two hex digits of a digest: the store's fan-out folders */
+const FAN_OUT = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 /** Start a background fdatasync after this many appended bytes (see flushing-writer.ts). */
 const FLUSH_EVERY = 4 << 20;
 
@@ -70,9 +74,32 @@ export class FsBlobStore implements BlobStore {
     for (const d of [this.layout.blobsDir, this.layout.uploadsDir, this.layout.tmpDir, this.layout.quarantineDir]) {
       await mkdir(d, { recursive: true });
     }
+    await this.createFanOut();
     // Leftovers of small puts interrupted by a crash are never referenced: remove them.
     for (const name of await readdir(this.layout.tmpDir)) await rm(join(this.layout.tmpDir, name), { force: true });
     return this;
+  }
+
+  /**
+   * Creates every fan-out folder (`blobs/<alg>/<00..ff>`) up front, durably, so that no push
+   * pays for a mkdir and an fsync of its parent: with 256 folders per algorithm, most of a new
+   * registry's first few hundred pushes would otherwise create one.
+   */
+  private async createFanOut(): Promise<void> {
+    for (const alg of DIGEST_ALGORITHMS) {
+      const algDir = join(this.layout.blobsDir, alg);
+      let created = (await mkdir(algDir, { recursive: true })) !== undefined;
+      const made = await Promise.all(FAN_OUT.map((p) => mkdir(join(algDir, p)).then(() => true, (e: NodeJS.ErrnoException) => {
+        if (e.code === 'EEXIST') return false;
+        throw e;
+      })));
+      if (made.includes(true)) created = true;
+      if (created) {
+        await fsyncPath(algDir);
+        await fsyncPath(this.layout.blobsDir);
+      }
+      for (const p of FAN_OUT) this.knownDirs.add(join(algDir, p));
+    }
   }
 
   async stat(digest: Digest): Promise<BlobInfo | undefined> {
@@ -119,21 +146,26 @@ export class FsBlobStore implements BlobStore {
     } finally {
       await fh.close();
     }
-    await this.moveIntoPlace(tmp, digest);
+    // Stored meanwhile by another request: this copy is not needed.
+    if (!(await this.moveIntoPlace(tmp, digest, { synced: true }))) await rm(tmp, { force: true });
     return { digest, size: data.length };
   }
 
-  /** rename(2) is atomic; fsync the directory so the new name survives a crash. */
-  private async moveIntoPlace(from: string, digest: Digest): Promise<void> {
+  /**
+   * Syncs `from` (see commitFile's options) and renames it to the blob's path, unless a blob is
+   * there already (false); rename(2) is atomic, and the folder is synced so that the new name
+   * survives a crash.
+   */
+  private async moveIntoPlace(from: string, digest: Digest, opts: CommitFileOptions = {}): Promise<boolean> {
     const dest = this.layout.blobPath(digest);
     const dir = dirname(dest);
     if (!this.knownDirs.has(dir)) {
+      // Only when a fan-out folder went missing after init (createFanOut makes them all).
       await mkdir(dir, { recursive: true });
       await fsyncPath(dirname(dir));
       this.knownDirs.add(dir);
     }
-    await rename(from, dest);
-    await fsyncPath(dir);
+    return commitFile(from, dest, dir, opts);
   }
 
   async delete(digest: Digest): Promise<boolean> {
@@ -180,10 +212,12 @@ export class FsBlobStore implements BlobStore {
 
   async startUpload(id: string, repository: string, initial?: Buffer): Promise<UploadInfo> {
     const dir = this.layout.uploadDir(id);
-    await mkdir(dir);
     const startedAt = Date.now();
     const head = initial ?? Buffer.alloc(0);
-    await Promise.all([writeFile(join(dir, 'data'), head), writeFile(join(dir, 'info.json'), JSON.stringify({ repository, startedAt }))]);
+    await makeFolder(dir, [
+      [join(dir, 'data'), head],
+      [join(dir, 'info.json'), Buffer.from(JSON.stringify({ repository, startedAt }))],
+    ]);
     const info = { id, repository, size: head.length, startedAt, updatedAt: startedAt };
     this.live.set(id, { hash: createDigester('sha256').update(head), hashedBytes: head.length, busy: false, info });
     return info;
@@ -318,8 +352,10 @@ export class FsBlobStore implements BlobStore {
     try {
       let size = info.size;
       const trailer = opts.trailer;
-      if (trailer !== undefined) {
-        // Written and synced in one open: the sync below is then already done.
+      // With a vouched digest the trailer goes in with the commit's own job (below); otherwise
+      // the digest may cover it, so it is written (and synced) first.
+      const vouched = opts.vouched === true && expected !== undefined;
+      if (trailer !== undefined && !vouched) {
         await appendAndSync(dataPath, trailer);
         if (session.hash !== undefined && session.hashedBytes === size) {
           session.hash.update(trailer);
@@ -329,7 +365,7 @@ export class FsBlobStore implements BlobStore {
       }
       const algorithm = expected === undefined ? 'sha256' : digestAlgorithm(expected);
       let hex: string;
-      if (opts.vouched === true && expected !== undefined) {
+      if (vouched) {
         // The caller's own hash of its own bytes; still, only a well-formed digest names a file.
         if (!isDigest(expected)) throw new Error(`commitUpload: a vouched digest must be a digest, got ${JSON.stringify(expected)}`);
         hex = expected.slice(algorithm.length + 1);
@@ -347,11 +383,10 @@ export class FsBlobStore implements BlobStore {
       if (expected !== undefined && digest !== expected) {
         throw registryError('DIGEST_INVALID', 'provided digest did not match uploaded content', { detail: { digest: expected } });
       }
-      if ((await this.stat(digest)) === undefined) {
-        if (trailer === undefined) await fsyncPath(dataPath);
-        await this.moveIntoPlace(dataPath, digest);
-        moved = true;
-      }
+      if (trailer !== undefined && vouched) size += trailer.length;
+      // One job: the trailer appended and synced (or the file synced), renamed into place and
+      // the folder synced; when the blob is stored already, only the trailer goes in.
+      moved = await this.moveIntoPlace(dataPath, digest, { append: vouched ? trailer : undefined, synced: trailer !== undefined && !vouched });
       return { digest, size };
     } finally {
       this.live.delete(id);

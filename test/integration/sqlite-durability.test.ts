@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { test } from 'node:test';
 import { findTool } from '../e2e/tools.js';
+import { fdOf, parse, type Call } from '../testkit/strace.js';
 
 const run = promisify(execFile);
 const strace = findTool('strace');
@@ -50,40 +51,6 @@ await commits.close();
 db.close();
 `;
 
-interface Call {
-  readonly tid: number;
-  readonly name: string;
-  readonly args: string;
-  readonly result: string;
-}
-
-/** strace -f output, "<unfinished ...>" / "<... resumed>" pairs joined, in order of return. */
-function parse(trace: string): Call[] {
-  const open = new Map<number, { name: string; args: string }>();
-  const calls: Call[] = [];
-  for (const line of trace.split('\n')) {
-    const m = /^(\d+)\s+(.*)$/.exec(line);
-    if (m === null) continue;
-    const tid = Number(m[1]);
-    const rest = m[2] ?? '';
-    const unfinished = /^(\w+)\((.*) <unfinished \.\.\.>$/.exec(rest);
-    if (unfinished !== null) {
-      open.set(tid, { name: unfinished[1] ?? '', args: unfinished[2] ?? '' });
-      continue;
-    }
-    const resumed = /^<\.\.\. (\w+) resumed>(.*)\)\s+= (.*)$/.exec(rest);
-    if (resumed !== null) {
-      const o = open.get(tid);
-      open.delete(tid);
-      calls.push({ tid, name: resumed[1] ?? '', args: (o?.args ?? '') + (resumed[2] ?? ''), result: resumed[3] ?? '' });
-      continue;
-    }
-    const whole = /^(\w+)\((.*)\)\s+= (.*)$/.exec(rest);
-    if (whole !== null) calls.push({ tid, name: whole[1] ?? '', args: whole[2] ?? '', result: whole[3] ?? '' });
-  }
-  return calls;
-}
-
 async function traced(mode: 'wal' | 'full'): Promise<{ calls: Call[]; main: number; walFds: Set<string> }> {
   const dir = await mkdtemp(join(tmpdir(), 'bulwark-durability-'));
   try {
@@ -101,8 +68,6 @@ async function traced(mode: 'wal' | 'full'): Promise<{ calls: Call[]; main: numb
     await rm(dir, { recursive: true, force: true });
   }
 }
-
-const fdOf = (c: Call): string => c.args.split(',')[0]?.trim() ?? '';
 
 test('every acknowledged write was synced to the WAL first, by a thread-pool thread, never by the main thread', { skip, timeout: 120_000 }, async () => {
   const { calls, main, walFds } = await traced('wal');

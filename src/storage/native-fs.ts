@@ -1,0 +1,75 @@
+/**
+ * Bulwark's native file steps (native/fs.c, built by `npm ci` with node-gyp; ADR 0020): the start
+ * of an upload session (its folder and files) and its durable end (append the last bytes, fsync,
+ * rename into the store, fsync the folder), each as one thread-pool job instead of up to a dozen
+ * node:fs round trips on every push's path.
+ */
+import { createRequire } from 'node:module';
+
+interface Binding {
+  commitFile(
+    this: void,
+    path: string,
+    append: Uint8Array | null,
+    synced: boolean,
+    dest: string,
+    destDir: string,
+    done: (err: NodeJS.ErrnoException | null, moved: boolean) => void,
+  ): void;
+  makeFolder(this: void, dir: string, files: (string | Uint8Array)[], done: (err: NodeJS.ErrnoException | null) => void): void;
+}
+
+const MODULE = '../../build/Release/bulwark_fs.node';
+
+function load(): Binding {
+  try {
+    return createRequire(import.meta.url)(MODULE) as Binding;
+  } catch (e) {
+    throw new Error('the native file module (build/Release/bulwark_fs.node) is missing or broken: run `npm ci`, which builds it (it needs python3, make and a C compiler)', {
+      cause: e,
+    });
+  }
+}
+
+const native = load();
+
+export interface CommitFileOptions {
+  /** bytes to append to `path` (and sync) first; they must not change until the promise settles */
+  readonly append?: Uint8Array | undefined;
+  /** `path` is already synced (no fsync of it is needed before the rename) */
+  readonly synced?: boolean;
+}
+
+/**
+ * Makes `path` durable under the name `dest` (in the folder `destDir`): appends and syncs,
+ * then, unless `dest` already exists, syncs `path` (when not done yet), renames it to `dest` and
+ * syncs `destDir`. Resolves true when it renamed, false when `dest` was already there (`path`
+ * is left as it is); rejects with node:fs's kind of error (code, syscall, path) at the first
+ * failed step, after which none runs.
+ */
+export function commitFile(path: string, dest: string, destDir: string, opts: CommitFileOptions = {}): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    native.commitFile(path, opts.append ?? null, opts.synced === true, dest, destDir, (err, moved) => {
+      if (err !== null) reject(err);
+      else resolve(moved);
+    });
+  });
+}
+
+/**
+ * Creates the folder `dir` and in it each file of `files` (full paths inside `dir`, at most 4,
+ * none existing yet) with its bytes, in one job; nothing is synced. Rejects like node:fs at the
+ * first failed step (what was made before it stays).
+ */
+export function makeFolder(dir: string, files: readonly (readonly [path: string, bytes: Uint8Array])[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    native.makeFolder(
+      dir,
+      files.flatMap(([path, bytes]) => [path, bytes]),
+      (err) => {
+        if (err !== null) reject(err);
+        else resolve();
+      },
+    );
+  });
+}
