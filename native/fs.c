@@ -12,10 +12,13 @@
  *
  * 1. With `append` (bytes), opens `path` for appending, writes all of them (short writes and
  *    EINTR retried) and fsyncs; the file is then synced.
- * 2. When `dest` exists, stops: done(null, false). The caller's content is already stored.
+ * 2. When `dest` exists, fsyncs `destDir` (the commit that stored it may not have yet) and stops:
+ *    done(null, false). The caller's content is already stored.
  * 3. Unless synced (by step 1, or by the caller: `synced`), opens `path` and fsyncs it.
  * 4. Renames `path` to `dest` (atomic), then opens `destDir` (the folder holding `dest`) and
- *    fsyncs it, so that the new name survives a crash: done(null, true).
+ *    fsyncs it, so that the new name survives a crash: done(null, true). When that folder sync
+ *    fails, the file is at `dest` already, and the error says so much as any other: the caller
+ *    must not acknowledge the blob.
  *
  *   makeFolder(dir, [path, bytes, ...], done) -> undefined
  *
@@ -102,7 +105,12 @@ static void commit_execute(napi_env env, void *data) {
     job->synced = true;
   }
   struct stat st;
-  if (stat(job->dest, &st) == 0) return; /* already stored: moved stays false */
+  if (stat(job->dest, &st) == 0) {
+    /* Already stored: moved stays false. Its folder is synced all the same: the commit that put it
+     * there may still be between its rename and its own folder sync (or have failed that sync). */
+    write_sync_close(job, job->dest_dir, O_RDONLY | O_DIRECTORY, NULL, 0);
+    return;
+  }
   if (errno != ENOENT) {
     fail(job, errno, "stat", job->dest);
     return;
@@ -125,7 +133,8 @@ static void commit_free(napi_env env, commit_job_t *job) {
 
 /* An Error as node:fs makes them: "<CODE>: <message>, <syscall> '<path>'", with code, errno, syscall and path. */
 static napi_value fs_error(napi_env env, int err, const char *syscall, const char *path) {
-  const char *code = uv_err_name(-err);
+  char code[64];
+  uv_err_name_r(-err, code, sizeof code);
   char message[PATH_MAX + 160];
   snprintf(message, sizeof message, "%s: %s, %s '%s'", code, uv_strerror(-err), syscall, path);
   napi_value msg, code_value, error, value;
@@ -158,6 +167,12 @@ static void commit_complete(napi_env env, napi_status status, void *data) {
   napi_get_boolean(env, status == napi_ok && job->err == 0 && job->moved, &argv[1]);
   commit_free(env, job);
   napi_call_function(env, undefined, done, 2, argv, NULL);
+}
+
+/* Throws `message` unless an exception is already pending (a napi call that failed may have set one). */
+static void throw_unless_pending(napi_env env, const char *message) {
+  bool pending = false;
+  if (napi_is_exception_pending(env, &pending) != napi_ok || !pending) napi_throw_error(env, NULL, message);
 }
 
 /* A string argument copied into `out` (PATH_MAX bytes); throws a TypeError or RangeError. */
@@ -207,7 +222,10 @@ static napi_value commit_file(napi_env env, napi_callback_info info) {
     job->has_append = true;
     job->append = bytes;
     job->append_length = length;
-    if (napi_create_reference(env, argv[1], 1, &job->append_ref) != napi_ok) goto fail;
+    if (napi_create_reference(env, argv[1], 1, &job->append_ref) != napi_ok) {
+      throw_unless_pending(env, "commitFile: could not hold the bytes to append");
+      goto fail;
+    }
   }
   if (napi_get_value_bool(env, argv[2], &job->synced) != napi_ok) {
     napi_throw_type_error(env, NULL, "synced must be a boolean");
@@ -222,8 +240,7 @@ static napi_value commit_file(napi_env env, napi_callback_info info) {
   napi_value name;
   if (napi_create_reference(env, argv[5], 1, &job->done_ref) != napi_ok || napi_create_string_utf8(env, "bulwark:commitFile", NAPI_AUTO_LENGTH, &name) != napi_ok ||
       napi_create_async_work(env, NULL, name, commit_execute, commit_complete, job, &job->work) != napi_ok || napi_queue_async_work(env, job->work) != napi_ok) {
-    bool pending = false;
-    if (napi_is_exception_pending(env, &pending) != napi_ok || !pending) napi_throw_error(env, NULL, "commitFile: could not queue the job");
+    throw_unless_pending(env, "commitFile: could not queue the job");
     goto fail;
   }
   return NULL;
@@ -239,7 +256,7 @@ fail:
 typedef struct {
   napi_async_work work;
   napi_ref done_ref;
-  napi_ref files_ref; /* keeps the contents alive until done */
+  napi_ref content_refs[MAX_FOLDER_FILES]; /* keep the contents alive until done */
   char dir[PATH_MAX];
   uint32_t count;
   char paths[MAX_FOLDER_FILES][PATH_MAX];
@@ -292,7 +309,8 @@ static void folder_execute(napi_env env, void *data) {
 static void folder_free(napi_env env, folder_job_t *job) {
   if (job->work != NULL) napi_delete_async_work(env, job->work);
   if (job->done_ref != NULL) napi_delete_reference(env, job->done_ref);
-  if (job->files_ref != NULL) napi_delete_reference(env, job->files_ref);
+  for (uint32_t i = 0; i < MAX_FOLDER_FILES; i++)
+    if (job->content_refs[i] != NULL) napi_delete_reference(env, job->content_refs[i]);
   free(job);
 }
 
@@ -341,7 +359,10 @@ static napi_value make_folder(napi_env env, napi_callback_info info) {
     bool is_typed = false;
     napi_typedarray_type array_type;
     void *ptr = NULL;
-    if (napi_get_element(env, argv[1], 2 * i, &path) != napi_ok || napi_get_element(env, argv[1], 2 * i + 1, &bytes) != napi_ok) goto fail;
+    if (napi_get_element(env, argv[1], 2 * i, &path) != napi_ok || napi_get_element(env, argv[1], 2 * i + 1, &bytes) != napi_ok) {
+      throw_unless_pending(env, "makeFolder: could not read the files");
+      goto fail;
+    }
     if (!path_arg(env, path, "each file's path must be a non-empty string shorter than PATH_MAX", job->paths[i])) goto fail;
     if (napi_is_typedarray(env, bytes, &is_typed) != napi_ok || !is_typed ||
         napi_get_typedarray_info(env, bytes, &array_type, &job->lengths[i], &ptr, NULL, NULL) != napi_ok || array_type != napi_uint8_array) {
@@ -349,17 +370,20 @@ static napi_value make_folder(napi_env env, napi_callback_info info) {
       goto fail;
     }
     job->bytes[i] = ptr;
+    if (napi_create_reference(env, bytes, 1, &job->content_refs[i]) != napi_ok) {
+      throw_unless_pending(env, "makeFolder: could not hold the contents");
+      goto fail;
+    }
   }
   if (napi_typeof(env, argv[2], &type) != napi_ok || type != napi_function) {
     napi_throw_type_error(env, NULL, "done must be a function");
     goto fail;
   }
   napi_value name;
-  if (napi_create_reference(env, argv[1], 1, &job->files_ref) != napi_ok || napi_create_reference(env, argv[2], 1, &job->done_ref) != napi_ok ||
+  if (napi_create_reference(env, argv[2], 1, &job->done_ref) != napi_ok ||
       napi_create_string_utf8(env, "bulwark:makeFolder", NAPI_AUTO_LENGTH, &name) != napi_ok ||
       napi_create_async_work(env, NULL, name, folder_execute, folder_complete, job, &job->work) != napi_ok || napi_queue_async_work(env, job->work) != napi_ok) {
-    bool pending = false;
-    if (napi_is_exception_pending(env, &pending) != napi_ok || !pending) napi_throw_error(env, NULL, "makeFolder: could not queue the job");
+    throw_unless_pending(env, "makeFolder: could not queue the job");
     goto fail;
   }
   return NULL;

@@ -126,7 +126,8 @@ function assertNoPlaintext(config: Config): void {
   if (existsSync(join(config.dataDir, 'data-keys.db'))) return;
   const blobs = join(config.dataDir, 'blobs');
   // The fan-out folders exist from the first start on (FsBlobStore.init); a blob is a file in one.
-  const holds = (dir: string): boolean => existsSync(dir) && readdirSync(dir).some((prefix) => readdirSync(join(dir, prefix)).length > 0);
+  const holds = (dir: string): boolean =>
+    existsSync(dir) && readdirSync(dir, { withFileTypes: true }).some((e) => !e.isDirectory() || readdirSync(join(dir, e.name)).length > 0);
   if (['sha256', 'sha512'].some((alg) => holds(join(blobs, alg)))) {
     throw new Error(`${config.dataDir} holds unencrypted blobs (it ran with encryption.enabled=false): encryption cannot be turned on over it. Keep encryption.enabled=false for this folder, or push into a new one.`);
   }

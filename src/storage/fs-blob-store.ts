@@ -88,16 +88,18 @@ export class FsBlobStore implements BlobStore {
   private async createFanOut(): Promise<void> {
     for (const alg of DIGEST_ALGORITHMS) {
       const algDir = join(this.layout.blobsDir, alg);
-      let created = (await mkdir(algDir, { recursive: true })) !== undefined;
-      const made = await Promise.all(FAN_OUT.map((p) => mkdir(join(algDir, p)).then(() => true, (e: NodeJS.ErrnoException) => {
-        if (e.code === 'EEXIST') return false;
-        throw e;
-      })));
-      if (made.includes(true)) created = true;
-      if (created) {
-        await fsyncPath(algDir);
-        await fsyncPath(this.layout.blobsDir);
-      }
+      await mkdir(algDir, { recursive: true });
+      await Promise.all(
+        FAN_OUT.map((p) =>
+          mkdir(join(algDir, p)).catch((e: NodeJS.ErrnoException) => {
+            if (e.code !== 'EEXIST') throw e;
+          }),
+        ),
+      );
+      // Synced at every start, not only the one that made them: a first start killed between
+      // its mkdirs and these syncs would otherwise leave them unsynced for good.
+      await fsyncPath(algDir);
+      await fsyncPath(this.layout.blobsDir);
       for (const p of FAN_OUT) this.knownDirs.add(join(algDir, p));
     }
   }
@@ -160,7 +162,8 @@ export class FsBlobStore implements BlobStore {
     const dest = this.layout.blobPath(digest);
     const dir = dirname(dest);
     if (!this.knownDirs.has(dir)) {
-      // Only when a fan-out folder went missing after init (createFanOut makes them all).
+      // Never after init, which makes every fan-out folder (createFanOut); kept for a store used
+      // without it. A folder removed behind the store's back fails the rename (ENOENT).
       await mkdir(dir, { recursive: true });
       await fsyncPath(dirname(dir));
       this.knownDirs.add(dir);

@@ -2,7 +2,8 @@
  * On-disk layout of the embedded storage (the one place it is drawn):
  *
  *   <data-dir>/
- *   ├── blobs/                      content-addressed, immutable once renamed in
+ *   ├── blobs/                      content-addressed, immutable once renamed in; every <hex[0:2]>
+ *   │   │                           folder is made when the store opens
  *   │   ├── sha256/<hex[0:2]>/<hex>
  *   │   └── sha512/<hex[0:2]>/<hex>
  *   ├── uploads/<id>/               one folder per upload session

@@ -46,6 +46,12 @@ for (const c of cases) {
   const info = await store.commitUpload(id, digestOf(whole), { trailer: c.trailer, vouched: c.vouched });
   writeSync(1, 'ACK ' + info.digest + ' ' + info.size + '\\n');
 }
+// A small put: written and synced to a file in tmp/, then committed with it.
+const small = Buffer.from('a small put');
+const put = await store.put(small, digestOf(small));
+writeSync(1, 'ACK ' + put.digest + ' ' + put.size + '\\n');
+// What is stored hashes to its name, the vouched trailer included.
+for await (const d of store.list()) writeSync(1, 'STORED ' + d + ' ' + (await store.verify(d)).ok + '\\n');
 await store.close();
 `;
 
@@ -53,7 +59,7 @@ async function traced(): Promise<{ calls: Call[]; main: number }> {
   const dir = await mkdtemp(join(tmpdir(), 'bulwark-durability-'));
   try {
     const out = join(dir, 'trace');
-    await run(strace as string, ['-f', '-s', '128', '-o', out, '-e', 'trace=openat,write,writev,pwrite64,fsync,fdatasync,rename,close', '-e', 'signal=none', process.execPath, '--input-type=module', '-e', CHILD, join(dir, 'store')], {
+    await run(strace as string, ['-f', '-s', '128', '-o', out, '-e', 'trace=openat,write,writev,pwrite64,fsync,fdatasync,rename,renameat,renameat2,close', '-e', 'signal=none', process.execPath, '--input-type=module', '-e', CHILD, join(dir, 'store')], {
       cwd: process.cwd(),
       timeout: 60_000,
     });
@@ -72,26 +78,29 @@ test('every acknowledged blob was written, synced, renamed into place and its fo
   const begin = calls.findIndex((c) => c.name === 'write' && c.args.startsWith('1, "BEGIN'));
   assert.ok(begin >= 0, 'the child marked where its commits begin');
   const acks = calls.filter((c) => c.name === 'write' && c.args.startsWith('1, "ACK '));
-  assert.equal(acks.length, 4, 'every commit was acknowledged');
+  assert.equal(acks.length, 5, 'every commit and the put were acknowledged');
+  const stored = calls.filter((c) => c.name === 'write' && c.args.startsWith('1, "STORED ')).map((c) => c.args);
+  assert.equal(stored.length, 4, 'four blobs are stored');
+  for (const s of stored) assert.match(s, / true\\n/, `${s}: hashes to its name`);
 
   // What each file descriptor names at each point of the trace.
   const named = new Map<string, string>();
   const lastWrite = new Map<string, number>(); // session file -> index of its last write
   const synced = new Map<string, number>(); // path -> index of its last successful fsync
   const renamed = new Map<string, { at: number; from: string }>(); // blob path -> its rename
-  const stored = new Set<string>();
+  const acked = new Set<string>();
   let checked = 0;
   for (const [i, c] of calls.entries()) {
     if (i <= begin) continue;
     if (c.name === 'openat' && /^\d+$/.test(c.result)) named.set(c.result, paths(c)[0] ?? '');
     const path = named.get(fdOf(c));
-    if ((c.name === 'write' || c.name === 'writev' || c.name === 'pwrite64') && path?.includes('/uploads/') === true) lastWrite.set(path, i);
+    if ((c.name === 'write' || c.name === 'writev' || c.name === 'pwrite64') && (path?.includes('/uploads/') === true || path?.includes('/store/tmp/') === true)) lastWrite.set(path, i);
     if ((c.name === 'fsync' || c.name === 'fdatasync') && path !== undefined && c.result === '0') {
       assert.notEqual(c.tid, main, `the main thread never syncs (${path})`);
       synced.set(path, i);
     }
     if (c.name === 'close') named.delete(fdOf(c));
-    if (c.name === 'rename' && c.result === '0') {
+    if (c.name.startsWith('rename') && c.result === '0') {
       const [from, to] = paths(c);
       assert.notEqual(c.tid, main, 'the main thread never renames a blob into place');
       renamed.set(to ?? '', { at: i, from: from ?? '' });
@@ -100,11 +109,11 @@ test('every acknowledged blob was written, synced, renamed into place and its fo
     if (c.name !== 'write' || ack === null) continue;
     const [, digest, prefix, rest] = ack;
     const blob = [...renamed.keys()].find((p) => p.endsWith(`/blobs/sha256/${prefix ?? ''}/${prefix ?? ''}${rest ?? ''}`));
-    if (stored.has(digest ?? '')) {
+    if (acked.has(digest ?? '')) {
       assert.equal(blob, undefined, `${digest ?? ''}: stored already, so not renamed again`);
       continue;
     }
-    stored.add(digest ?? '');
+    acked.add(digest ?? '');
     assert.ok(blob !== undefined, `${digest ?? ''}: renamed into the store before it was acknowledged`);
     const move = renamed.get(blob) as { at: number; from: string };
     const written = lastWrite.get(move.from);
@@ -118,6 +127,6 @@ test('every acknowledged blob was written, synced, renamed into place and its fo
     renamed.delete(blob);
   }
   // The fourth commit repeats the first content: acknowledged with no rename of its own.
-  assert.equal(checked, 3, 'three blobs were renamed into place');
-  assert.equal(stored.size, 3);
+  assert.equal(checked, 4, 'three pushed blobs and the put were renamed into place');
+  assert.equal(acked.size, 4);
 });

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, test } from 'node:test';
 import { loadConfig } from '../../src/config/index.js';
 import { assertNotEncrypted, createEncryption } from '../../src/encryption/index.js';
+import { FsBlobStore } from '../../src/storage/index.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -40,6 +41,15 @@ test('encryption is refused over a folder that holds plaintext blobs, and turnin
   const enc = await createEncryption(config(), { audit: () => undefined, persistent: true });
   await enc.close();
   assert.throws(() => assertNotEncrypted(config({ 'encryption.enabled': false })), /holds encrypted content/);
+});
+
+test('the empty fan-out folders a store makes at its first start are no plaintext blobs; one blob among them is', async () => {
+  await (await new FsBlobStore(dir).init()).close();
+  const enc = await createEncryption(config(), { audit: () => undefined, persistent: true });
+  await enc.close();
+  await rm(join(dir, 'data-keys.db'));
+  await writeFile(join(dir, 'blobs', 'sha512', 'ff', 'ff'.padEnd(128, '0')), 'plaintext');
+  await assert.rejects(createEncryption(config(), { audit: () => undefined, persistent: true }), /holds unencrypted blobs/);
 });
 
 test('a customer-managed key that does not exist stops the start with a clear message', async () => {
