@@ -70,25 +70,31 @@ static int fail(commit_job_t *job, int err, const char *syscall, const char *pat
   return 0;
 }
 
+/* Writes all of `bytes` to `fd` (short writes continued, EINTR retried): 0, or the errno. */
+static int write_all(int fd, const unsigned char *bytes, size_t length) {
+  size_t done = 0;
+  while (done < length) {
+    ssize_t n = write(fd, bytes + done, length - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return n < 0 ? errno : EIO;
+    done += (size_t)n;
+  }
+  return 0;
+}
+
 /* Opens `path` with `flags`, fsyncs and closes it; with `bytes`, writes them all first. */
 static int write_sync_close(commit_job_t *job, const char *path, int flags, const unsigned char *bytes, size_t length) {
   int fd;
   do fd = open(path, flags | O_CLOEXEC, 0666);
   while (fd < 0 && errno == EINTR);
   if (fd < 0) return fail(job, errno, "open", path);
-  size_t done = 0;
-  while (done < length) {
-    ssize_t n = write(fd, bytes + done, length - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      int e = n < 0 ? errno : EIO;
-      close(fd);
-      return fail(job, e, "write", path);
-    }
-    done += (size_t)n;
+  int e = write_all(fd, bytes, length);
+  if (e != 0) {
+    close(fd);
+    return fail(job, e, "write", path);
   }
   if (fsync(fd) != 0) {
-    int e = errno;
+    e = errno;
     close(fd);
     return fail(job, e, "fsync", path);
   }
@@ -288,16 +294,11 @@ static void folder_execute(napi_env env, void *data) {
       folder_fail(job, errno, "open", job->paths[i]);
       return;
     }
-    size_t done = 0;
-    while (done < job->lengths[i]) {
-      ssize_t n = write(fd, job->bytes[i] + done, job->lengths[i] - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        folder_fail(job, n < 0 ? errno : EIO, "write", job->paths[i]);
-        close(fd);
-        return;
-      }
-      done += (size_t)n;
+    int e = write_all(fd, job->bytes[i], job->lengths[i]);
+    if (e != 0) {
+      folder_fail(job, e, "write", job->paths[i]);
+      close(fd);
+      return;
     }
     if (close(fd) != 0 && errno != EINTR) {
       folder_fail(job, errno, "close", job->paths[i]);
