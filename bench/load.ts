@@ -14,6 +14,8 @@ export interface LoopResult {
   timeBound: boolean;
   /** server CPU seconds used during the loop (NaN without a `cpu` probe) */
   cpuSeconds: number;
+  /** CPU seconds of this process, the benchmark's client, during the loop */
+  clientCpuSeconds: number;
 }
 
 export interface LoopBounds {
@@ -31,6 +33,7 @@ export interface LoopBounds {
 export async function boundedLoop(bounds: LoopBounds, op: (i: number) => Promise<void>): Promise<LoopResult> {
   const latenciesMs: number[] = [];
   const cpu0 = bounds.cpu?.() ?? Number.NaN;
+  const client0 = process.cpuUsage();
   const start = performance.now();
   const deadline = start + bounds.maxSeconds * 1000;
   let next = 0;
@@ -60,7 +63,9 @@ export async function boundedLoop(bounds: LoopBounds, op: (i: number) => Promise
   if (failure !== undefined) throw failure.reason;
   const seconds = (performance.now() - start) / 1000;
   const cpuSeconds = (bounds.cpu?.() ?? Number.NaN) - cpu0;
-  return { count: latenciesMs.length, seconds, latenciesMs, timeBound, cpuSeconds };
+  const client = process.cpuUsage(client0);
+  const clientCpuSeconds = (client.user + client.system) / 1e6;
+  return { count: latenciesMs.length, seconds, latenciesMs, timeBound, cpuSeconds, clientCpuSeconds };
 }
 
 /** Nearest-rank percentile (p in 0..100) of unsorted values; NaN when empty. */
@@ -88,6 +93,7 @@ export function sum(results: readonly LoopResult[]): LoopResult {
     latenciesMs: results.flatMap((r) => r.latenciesMs),
     timeBound: results.some((r) => r.timeBound),
     cpuSeconds: results.reduce((n, r) => n + r.cpuSeconds, 0),
+    clientCpuSeconds: results.reduce((n, r) => n + r.clientCpuSeconds, 0),
   };
 }
 
