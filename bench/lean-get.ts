@@ -6,7 +6,7 @@
  * Why: node:http's client copies every body byte into a fresh buffer (its parser's `on_body`), and
  * the collector then frees them. Measured on the 2-core development machine (2026-12-02, bench
  * probes, 1 MiB and 64 MiB GETs of one blob): node:http's client spent 3.7 to 11 CPU s per GiB
- * pulled, depending on the server and the minute, against 0.8-1.2 for this one (0.7 of which is
+ * pulled, depending on the server and the minute, against 0.8-2.5 for this one (0.7 of which is
  * SHA-256), while the servers themselves spent 0.8-7 CPU s per GiB. On two cores shared with the
  * server, a client that costs more than the server per byte sets the pace of the pull rows, and
  * how much more varied with the server's way of writing: the rows measured the client.
