@@ -245,13 +245,9 @@ export class RegistryClient {
   async pullBlob(repo: string, digest: string): Promise<number> {
     const path = `/v2/${repo}/blobs/${digest}`;
     const lean = this.lean === undefined ? undefined : await this.lean.get(path, await this.authorization?.());
-    if (lean !== undefined) {
-      if (lean.digest !== digest) throw new Error(`GET blob ${repo}@${digest}: content hashes to ${lean.digest}`);
-      return lean.bytes;
-    }
-    const res = await this.request('GET', path, { consume: 'hash' });
-    if (res.digest !== digest) throw new Error(`GET blob ${repo}@${digest}: content hashes to ${res.digest ?? '?'}`);
-    return res.bytes;
+    const got = lean ?? (await this.request('GET', path, { consume: 'hash' }));
+    if (got.digest !== digest) throw new Error(`GET blob ${repo}@${digest}: content hashes to ${got.digest ?? '?'}`);
+    return got.bytes;
   }
 
   /** HEAD a blob: true when it exists (200), false when unknown (404). */

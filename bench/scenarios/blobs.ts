@@ -7,7 +7,7 @@
  * the timed loop measures the registry and the transport, not the generator.
  */
 import { type BlobContent, blobContent, digestOf, materialize } from '../content.js';
-import { at, boundedLoop, MiB, sizeLabel, type LoopResult } from '../load.js';
+import { at, boundedLoop, MiB, sizeLabel, sum, type LoopResult } from '../load.js';
 import type { Goal, Measurement, Scenario, ScenarioContext, Step } from '../types.js';
 
 const CHUNK = 8 * MiB;
@@ -146,8 +146,7 @@ function planSteps(ctx: ScenarioContext, plan: Plan): Step[] {
 
 /** Sums the rounds of one operation kind; the last round reports the rows. */
 class Rounds {
-  private seen = 0;
-  private sum: LoopResult = { count: 0, seconds: 0, latenciesMs: [], timeBound: false, cpuSeconds: 0, clientCpuSeconds: 0 };
+  private readonly results: LoopResult[] = [];
 
   constructor(
     private readonly plan: Plan,
@@ -156,16 +155,8 @@ class Rounds {
   ) {}
 
   add(ctx: ScenarioContext, r: LoopResult): Measurement[] {
-    this.seen++;
-    this.sum = {
-      count: this.sum.count + r.count,
-      seconds: this.sum.seconds + r.seconds,
-      latenciesMs: [...this.sum.latenciesMs, ...r.latenciesMs],
-      timeBound: this.sum.timeBound || r.timeBound,
-      cpuSeconds: this.sum.cpuSeconds + r.cpuSeconds,
-      clientCpuSeconds: this.sum.clientCpuSeconds + r.clientCpuSeconds,
-    };
-    return this.seen === this.plan.rounds ? rows(ctx, this.plan, this.id, this.what, this.sum) : [];
+    this.results.push(r);
+    return this.results.length === this.plan.rounds ? rows(ctx, this.plan, this.id, this.what, sum(this.results)) : [];
   }
 }
 
@@ -234,25 +225,14 @@ function rows(ctx: ScenarioContext, plan: Plan, id: string, what: string, r: Loo
       },
     );
   }
-  out.push({
-    id: `blobs.${id}.${key}.cpu`,
-    scenario: 'blobs',
-    label: `${what} ${size}: server CPU`,
-    unit: 'CPU s/GiB',
-    better: 'lower',
-    value: r.cpuSeconds / gib,
-    detail,
-  });
   // The client shares the machine's cores with the server: when it needs more CPU per byte than
   // the server does, the row measures the client as much as the registry (docs/benchmarks.md).
-  out.push({
-    id: `blobs.${id}.${key}.clientCpu`,
-    scenario: 'blobs',
-    label: `${what} ${size}: client CPU`,
-    unit: 'CPU s/GiB',
-    better: 'lower',
-    value: r.clientCpuSeconds / gib,
-    detail,
-  });
+  const cpu = [
+    ['cpu', 'server', r.cpuSeconds],
+    ['clientCpu', 'client', r.clientCpuSeconds],
+  ] as const;
+  for (const [suffix, who, seconds] of cpu) {
+    out.push({ id: `blobs.${id}.${key}.${suffix}`, scenario: 'blobs', label: `${what} ${size}: ${who} CPU`, unit: 'CPU s/GiB', better: 'lower', value: seconds / gib, detail });
+  }
   return out;
 }
