@@ -1,6 +1,6 @@
 /*
- * Bulwark's native file steps (ADR 0020): the start and the durable end of an upload session,
- * each as one thread-pool job.
+ * Bulwark's native file steps (ADR 0020, 0023): the start and the durable end of an upload
+ * session, and the read of a small range, each as one thread-pool job.
  *
  * Committing a blob is a chain of small system calls: append the last bytes, fsync, close, look
  * for the destination, rename, open the folder, fsync it, close it. Through node:fs each is a
@@ -26,7 +26,14 @@
  * in order, without syncing anything: an upload session's folder (uploads/<id>/data and
  * info.json), one job where node:fs took a mkdir and three steps per file. done(error?).
  *
- * In both, a failed step ends the job: done(error) with node's fields (code such as "ENOENT", errno,
+ *   readRange(path, position, buffer, done) -> undefined
+ *
+ * Opens `path` read-only, reads into all of `buffer` from byte `position` (short reads continued,
+ * EINTR retried) and closes it: a small blob's pull in one job where node:fs took three (open,
+ * read, close). done(error?, bytesRead); bytesRead is less than the buffer's length only when
+ * the file ends first. `buffer` is written by the job and must not be used until `done`.
+ *
+ * In all three, a failed step ends the job: done(error) with node's fields (code such as "ENOENT", errno,
  * syscall, path), and no later step runs. A failed fsync is never retried: after one, Linux may
  * have dropped the dirty pages and a second fsync would report success over lost bytes. `append`
  * and the files' bytes are held by reference until `done` and must not change meanwhile. Paths are the caller's (built
@@ -393,9 +400,127 @@ fail:
   return NULL;
 }
 
+/* ---- readRange ---- */
+
+typedef struct {
+  napi_async_work work;
+  napi_ref done_ref;
+  napi_ref buffer_ref; /* keeps the buffer alive until done */
+  unsigned char *buffer;
+  size_t length;
+  int64_t position;
+  char path[PATH_MAX];
+  size_t bytes_read;
+  int err;
+  const char *syscall;
+} read_job_t;
+
+static void read_execute(napi_env env, void *data) {
+  (void)env;
+  read_job_t *job = (read_job_t *)data;
+  int fd;
+  do fd = open(job->path, O_RDONLY | O_CLOEXEC);
+  while (fd < 0 && errno == EINTR);
+  if (fd < 0) {
+    job->err = errno;
+    job->syscall = "open";
+    return;
+  }
+  while (job->bytes_read < job->length) {
+    ssize_t n = pread(fd, job->buffer + job->bytes_read, job->length - job->bytes_read, (off_t)(job->position + (int64_t)job->bytes_read));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      job->err = errno;
+      job->syscall = "read";
+      break;
+    }
+    if (n == 0) break; /* the file ends here */
+    job->bytes_read += (size_t)n;
+  }
+  /* A read-only descriptor: a close error says nothing about the bytes read. */
+  close(fd);
+}
+
+static void read_free(napi_env env, read_job_t *job) {
+  if (job->work != NULL) napi_delete_async_work(env, job->work);
+  if (job->done_ref != NULL) napi_delete_reference(env, job->done_ref);
+  if (job->buffer_ref != NULL) napi_delete_reference(env, job->buffer_ref);
+  free(job);
+}
+
+static void read_complete(napi_env env, napi_status status, void *data) {
+  read_job_t *job = (read_job_t *)data;
+  napi_value done, undefined, argv[2];
+  napi_get_reference_value(env, job->done_ref, &done);
+  napi_get_undefined(env, &undefined);
+  if (status != napi_ok) {
+    napi_value msg;
+    napi_create_string_utf8(env, "readRange: the job did not run", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &argv[0]);
+  } else if (job->err != 0) {
+    argv[0] = fs_error(env, job->err, job->syscall, job->path);
+  } else {
+    napi_get_null(env, &argv[0]);
+  }
+  napi_create_double(env, status == napi_ok && job->err == 0 ? (double)job->bytes_read : 0, &argv[1]);
+  read_free(env, job);
+  napi_call_function(env, undefined, done, 2, argv, NULL);
+}
+
+static napi_value read_range(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 4) {
+    napi_throw_type_error(env, NULL, "readRange(path, position, buffer, done): wrong number of arguments");
+    return NULL;
+  }
+  read_job_t *job = calloc(1, sizeof *job);
+  if (job == NULL) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  napi_valuetype type;
+  bool is_typed = false;
+  double position = -1;
+  napi_typedarray_type array_type;
+  void *bytes = NULL;
+  if (!path_arg(env, argv[0], "path must be a non-empty string shorter than PATH_MAX", job->path)) goto fail;
+  /* 2^53: every integer below it is exact in a double, and a file offset never gets there. */
+  if (napi_get_value_double(env, argv[1], &position) != napi_ok || !(position >= 0 && position < 9007199254740992.0) || position != (double)(int64_t)position) {
+    napi_throw_range_error(env, NULL, "position must be a non-negative integer");
+    goto fail;
+  }
+  job->position = (int64_t)position;
+  if (napi_is_typedarray(env, argv[2], &is_typed) != napi_ok || !is_typed ||
+      napi_get_typedarray_info(env, argv[2], &array_type, &job->length, &bytes, NULL, NULL) != napi_ok || array_type != napi_uint8_array) {
+    napi_throw_type_error(env, NULL, "buffer must be a Uint8Array");
+    goto fail;
+  }
+  job->buffer = bytes;
+  if (napi_create_reference(env, argv[2], 1, &job->buffer_ref) != napi_ok) {
+    throw_unless_pending(env, "readRange: could not hold the buffer");
+    goto fail;
+  }
+  if (napi_typeof(env, argv[3], &type) != napi_ok || type != napi_function) {
+    napi_throw_type_error(env, NULL, "done must be a function");
+    goto fail;
+  }
+  napi_value name;
+  if (napi_create_reference(env, argv[3], 1, &job->done_ref) != napi_ok || napi_create_string_utf8(env, "bulwark:readRange", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, read_execute, read_complete, job, &job->work) != napi_ok || napi_queue_async_work(env, job->work) != napi_ok) {
+    throw_unless_pending(env, "readRange: could not queue the job");
+    goto fail;
+  }
+  return NULL;
+fail:
+  read_free(env, job);
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   if (napi_create_function(env, "commitFile", NAPI_AUTO_LENGTH, commit_file, NULL, &fn) != napi_ok || napi_set_named_property(env, exports, "commitFile", fn) != napi_ok) return NULL;
   if (napi_create_function(env, "makeFolder", NAPI_AUTO_LENGTH, make_folder, NULL, &fn) != napi_ok || napi_set_named_property(env, exports, "makeFolder", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "readRange", NAPI_AUTO_LENGTH, read_range, NULL, &fn) != napi_ok || napi_set_named_property(env, exports, "readRange", fn) != napi_ok) return NULL;
   return exports;
 }

@@ -6,7 +6,7 @@ export { SqliteMetadataStore } from './sqlite-metadata-store.js';
 export { MemoryMetadataStore } from './memory-metadata-store.js';
 export { createBlobStore, createMetadataStore, type BlobDriver, type MetadataDriver } from './factory.js';
 export { isUploadId } from './fs-layout.js';
-export { FileRangeStream, isRecycling, type RecyclingReadable } from './file-range-stream.js';
+export { FileRangeStream, ONE_READ, isRecycling, readSmallRange, type RecyclingReadable } from './file-range-stream.js';
 export { RecyclePool, SharedFreeList, sharedFreeList } from './recycle-pool.js';
 export { fsck, type FsckReport, type FsckProblem, type FsckProblemKind } from './fsck.js';
 export { GroupCommit } from './group-commit.js';

@@ -1,8 +1,9 @@
 /**
- * Bulwark's native file steps (native/fs.c, built by `npm ci` with node-gyp; ADR 0020): the start
- * of an upload session (its folder and files) and its durable end (append the last bytes, fsync,
- * rename into the store, fsync the folder), each as one thread-pool job instead of up to a dozen
- * node:fs round trips on every push's path.
+ * Bulwark's native file steps (native/fs.c, built by `npm ci` with node-gyp; ADR 0020, 0023): the
+ * start of an upload session (its folder and files), its durable end (append the last bytes,
+ * fsync, rename into the store, fsync the folder) and the read of a small range (open, read,
+ * close), each as one thread-pool job instead of up to a dozen node:fs round trips on every push's
+ * or pull's path.
  */
 import { createRequire } from 'node:module';
 
@@ -17,6 +18,7 @@ interface Binding {
     done: (err: NodeJS.ErrnoException | null, moved: boolean) => void,
   ): void;
   makeFolder(this: void, dir: string, files: (string | Uint8Array)[], done: (err: NodeJS.ErrnoException | null) => void): void;
+  readRange(this: void, path: string, position: number, buffer: Uint8Array, done: (err: NodeJS.ErrnoException | null, bytesRead: number) => void): void;
 }
 
 const MODULE = '../../build/Release/bulwark_fs.node';
@@ -71,5 +73,19 @@ export function makeFolder(dir: string, files: readonly (readonly [path: string,
         else resolve();
       },
     );
+  });
+}
+
+/**
+ * Reads `path` from byte `position` into all of `buffer` (open, read, close in one job). Resolves
+ * the bytes read: fewer than the buffer holds only when the file ends first. Rejects like node:fs
+ * (ENOENT for a missing file). `buffer` must not be used until the promise settles.
+ */
+export function readRange(path: string, position: number, buffer: Uint8Array): Promise<number> {
+  return new Promise((resolve, reject) => {
+    native.readRange(path, position, buffer, (err, bytesRead) => {
+      if (err !== null) reject(err);
+      else resolve(bytesRead);
+    });
   });
 }

@@ -1,6 +1,6 @@
 /**
- * The native file steps (native/fs.c, ADR 0020) on a real filesystem: what commitFile and
- * makeFolder leave on disk, their answer when the destination exists, node:fs's kind of error at
+ * The native file steps (native/fs.c, ADR 0020, 0023) on a real filesystem: what commitFile and
+ * makeFolder leave on disk, what readRange reads, their answer when the destination exists, node:fs's kind of error at
  * the first failed step (and nothing done after it), and bad arguments refused before anything
  * is queued. That the syncs happen, in order and before the answer, is watched with strace in
  * test/integration/blob-durability.test.ts.
@@ -12,7 +12,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { commitFile, makeFolder } from '../../src/storage/native-fs.js';
+import { commitFile, makeFolder, readRange } from '../../src/storage/native-fs.js';
 import { FsBlobStore } from '../../src/storage/index.js';
 
 let root: string;
@@ -133,6 +133,59 @@ describe('makeFolder', () => {
     await writeFile(join(dir, 'taken', 'data'), 'kept');
     await assert.rejects(makeFolder(join(dir, 'taken'), [[join(dir, 'taken', 'data'), Buffer.from('new')]]), (e: NodeJS.ErrnoException) => e.code === 'EEXIST' && e.syscall === 'mkdir');
     assert.equal(await readFile(join(dir, 'taken', 'data'), 'utf8'), 'kept');
+  });
+});
+
+describe('readRange', () => {
+  test('reads exactly the bytes from the position into the whole buffer, and says how many', async () => {
+    const { dir } = await fresh();
+    await mkdir(dir, { recursive: true });
+    const path = join(dir, 'f');
+    const content = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7 + 3) & 0xff));
+    await writeFile(path, content);
+    for (const [position, length] of [
+      [0, content.length],
+      [0, 1],
+      [1234, 70_000],
+      [content.length - 5, 5],
+      [17, 0],
+    ] as const) {
+      const buf = Buffer.alloc(length, 0xaa);
+      assert.equal(await readRange(path, position, buf), length, `${position}+${length}`);
+      assert.deepEqual(buf, content.subarray(position, position + length), `${position}+${length}`);
+    }
+  });
+
+  test('a file that ends first: the bytes it has, and their count (never an error, never more)', async () => {
+    const { dir } = await fresh();
+    const path = join(dir, 'short');
+    await writeFile(path, 'abcdef');
+    const buf = Buffer.alloc(10, 0x2e);
+    assert.equal(await readRange(path, 2, buf), 4);
+    assert.equal(buf.toString('latin1'), 'cdef......');
+    assert.equal(await readRange(path, 6, Buffer.alloc(3)), 0, 'at the end');
+    assert.equal(await readRange(path, 100, Buffer.alloc(3)), 0, 'past the end');
+  });
+
+  test("a missing file or a folder: node:fs's kind of error", async () => {
+    const { dir, destDir } = await fresh();
+    const missing = join(dir, 'nope');
+    await assert.rejects(readRange(missing, 0, Buffer.alloc(4)), (e: NodeJS.ErrnoException) => e.code === 'ENOENT' && e.syscall === 'open' && e.path === missing);
+    await assert.rejects(readRange(destDir, 0, Buffer.alloc(4)), (e: NodeJS.ErrnoException) => e.code === 'EISDIR' && e.syscall === 'read' && e.path === destDir);
+  });
+
+  test('bad arguments are refused before anything is queued', () => {
+    const native = createRequire(import.meta.url)('../../build/Release/bulwark_fs.node') as Record<string, (...a: unknown[]) => unknown>;
+    const readRangeRaw = native.readRange;
+    assert.ok(readRangeRaw !== undefined);
+    const done = (): void => assert.fail('done was called');
+    assert.throws(() => readRangeRaw('', 0, Buffer.alloc(1), done), RangeError);
+    assert.throws(() => readRangeRaw('a\0b', 0, Buffer.alloc(1), done), RangeError);
+    for (const position of [-1, 1.5, Number.NaN, 2 ** 53, '0']) assert.throws(() => readRangeRaw('/x', position, Buffer.alloc(1), done), /position|number/, String(position));
+    assert.throws(() => readRangeRaw('/x', 0, new Uint16Array(2), done), TypeError);
+    assert.throws(() => readRangeRaw('/x', 0, 'bytes', done), TypeError);
+    assert.throws(() => readRangeRaw('/x', 0, Buffer.alloc(1), 'done'), TypeError);
+    assert.throws(() => readRangeRaw('/x', 0, Buffer.alloc(1)), TypeError);
   });
 });
 

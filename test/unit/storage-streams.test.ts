@@ -11,7 +11,8 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { after, before, describe, mock, test } from 'node:test';
 import { FlushingWriter } from '../../src/storage/flushing-writer.js';
-import { FileRangeStream, RecyclePool, isRecycling, sharedFreeList } from '../../src/storage/index.js';
+import { FileRangeStream, FsBlobStore, ONE_READ, RecyclePool, isRecycling, readSmallRange, sharedFreeList } from '../../src/storage/index.js';
+import { isRegistryError } from '../../src/oci/index.js';
 import { collect } from '../testkit/streams.js';
 import { EncryptTransform } from '../../src/encryption/segment-streams.js';
 import { AsyncSha256 } from '../../src/encryption/native.js';
@@ -320,5 +321,73 @@ describe('FileRangeStream', () => {
 
   test('a file shorter than the range ends the stream with an error, not with short data', async () => {
     await assert.rejects(collect(new FileRangeStream(await open(path, 'r'), 0, content.length + 10)), /ended 10 bytes early/);
+  });
+});
+
+describe('readSmallRange (one job: open, read, close)', () => {
+  let path: string;
+  let content: Buffer;
+  before(async () => {
+    content = randomBytes(3 * MiB + 999);
+    path = join(dir, 'small-range-source');
+    await writeFile(path, content);
+  });
+
+  test('one chunk holding exactly the range, up to a chunk and its slack; more is refused', async () => {
+    for (const [start, end] of [
+      [0, 1],
+      [5, 5],
+      [MiB - 3, 2 * MiB + 3],
+      [100, 100 + ONE_READ],
+      [content.length - 700, content.length],
+    ] as const) {
+      const s = await readSmallRange(path, start, end);
+      const chunks: Buffer[] = [];
+      for await (const c of s as AsyncIterable<Buffer>) chunks.push(Buffer.from(c));
+      assert.ok(chunks.length <= 1, `${start}-${end}: ${chunks.length} chunks`);
+      assert.deepEqual(Buffer.concat(chunks), content.subarray(start, end), `${start}-${end}`);
+    }
+    await assert.rejects(readSmallRange(path, 0, ONE_READ + 1), RangeError);
+  });
+
+  test('its chunk comes back through recycle and the next full-size read takes it instead of allocating', async () => {
+    const first = await readSmallRange(path, 0, MiB + 300);
+    assert.ok(isRecycling(first));
+    for await (const c of first as AsyncIterable<Buffer>) {
+      c.fill(0xee);
+      first.recycle(c);
+    }
+    const alloc = mock.method(Buffer, 'allocUnsafeSlow');
+    let got: Buffer;
+    try {
+      got = await collect(await readSmallRange(path, 10, MiB + 10));
+    } finally {
+      alloc.mock.restore();
+    }
+    assert.equal(alloc.mock.callCount(), 0, 'the second read allocated a buffer of its own');
+    assert.deepEqual(got, content.subarray(10, MiB + 10), 'the recycled memory was read over, not handed out as it was');
+  });
+
+  test('a file shorter than the range is an error before any byte is handed out; a missing file is ENOENT', async () => {
+    await assert.rejects(readSmallRange(path, content.length - 4, content.length + 6), /ended 6 bytes early/);
+    await assert.rejects(readSmallRange(join(dir, 'no-such-file'), 0, 10), (e: NodeJS.ErrnoException) => e.code === 'ENOENT');
+  });
+
+  test('FsBlobStore reads a small range of a blob this way; a missing or truncated blob fails before the answer', async () => {
+    const store = await new FsBlobStore(join(dir, 'small-range-store')).init();
+    try {
+      const data = randomBytes(MiB + 4321);
+      const digest = `sha256:${createHash('sha256').update(data).digest('hex')}` as const;
+      await store.put(data, digest);
+      assert.deepEqual(await collect(await store.read(digest, { start: 77, end: MiB + 99 })), data.subarray(77, MiB + 100));
+      assert.deepEqual(await collect(await store.read(digest, { start: 0, end: data.length - 1 })), data);
+      const missing = `sha256:${'0'.repeat(64)}` as const;
+      await assert.rejects(store.read(missing, { start: 0, end: 9 }), (e: unknown) => isRegistryError(e) && e.code === 'BLOB_UNKNOWN');
+      const file = join(dir, 'small-range-store', 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7));
+      await writeFile(file, data.subarray(0, 1000));
+      await assert.rejects(store.read(digest, { start: 0, end: 1999 }), /ended 1000 bytes early/);
+    } finally {
+      await store.close();
+    }
   });
 });
