@@ -31,10 +31,12 @@
  * Opens `path` read-only, reads into all of `buffer` from byte `position` (short reads continued,
  * EINTR retried) and closes it: a small blob's pull in one job where node:fs took three (open,
  * read, close). done(error?, bytesRead); bytesRead is less than the buffer's length only when
- * the file ends first. `buffer` is written by the job and must not be used until `done`.
+ * the file ends first. `buffer` is written by the job and must not be used until `done`; the job
+ * holds a reference to the view, not to its memory, so the buffer must not be transferred or
+ * resized meanwhile either (no caller does; the same holds for `append` and the files' bytes).
  *
  * In all three, a failed step ends the job: done(error) with node's fields (code such as "ENOENT", errno,
- * syscall, path), and no later step runs. A failed fsync is never retried: after one, Linux may
+ * syscall, path), and no later step runs (but for readRange's close of the file it opened). A failed fsync is never retried: after one, Linux may
  * have dropped the dirty pages and a second fsync would report success over lost bytes. `append`
  * and the files' bytes are held by reference until `done` and must not change meanwhile. Paths are the caller's (built
  * from validated digests and server-made upload ids), at most PATH_MAX bytes each.
@@ -485,6 +487,10 @@ static napi_value read_range(napi_env env, napi_callback_info info) {
   napi_typedarray_type array_type;
   void *bytes = NULL;
   if (!path_arg(env, argv[0], "path must be a non-empty string shorter than PATH_MAX", job->path)) goto fail;
+  if (napi_typeof(env, argv[1], &type) != napi_ok || type != napi_number) {
+    napi_throw_type_error(env, NULL, "position must be a number");
+    goto fail;
+  }
   /* 2^53: every integer below it is exact in a double, and a file offset never gets there. */
   if (napi_get_value_double(env, argv[1], &position) != napi_ok || !(position >= 0 && position < 9007199254740992.0) || position != (double)(int64_t)position) {
     napi_throw_range_error(env, NULL, "position must be a non-negative integer");

@@ -30,7 +30,8 @@ export class BlobService {
     return observed(this.deps, ctx, 'blob.pull', { repository, digest }, async () => {
       // The link records the size: no stat of the bytes on the hot path. Opening them throws
       // BLOB_UNKNOWN if they are gone, before any header is sent, and a stored file shorter than
-      // its size ends the response in an error (storage/file-range-stream.ts), never short.
+      // its size is an error, never a short answer: before any header for a range read in one go
+      // (up to 1 MiB + 64 KiB, ADR 0023), else the response ends in it (storage/file-range-stream.ts).
       const size = await this.deps.meta.blobLink(repository, digest);
       if (size === undefined) throw registryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
       const r = range(size);

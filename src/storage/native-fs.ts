@@ -25,7 +25,12 @@ const MODULE = '../../build/Release/bulwark_fs.node';
 
 function load(): Binding {
   try {
-    return createRequire(import.meta.url)(MODULE) as Binding;
+    const binding = createRequire(import.meta.url)(MODULE) as Partial<Binding>;
+    // A module built before a job was added would load, then fail every call of that job.
+    for (const name of ['commitFile', 'makeFolder', 'readRange'] as const) {
+      if (typeof binding[name] !== 'function') throw new Error(`it has no ${name}: it was built from older sources`);
+    }
+    return binding as Binding;
   } catch (e) {
     throw new Error('the native file module (build/Release/bulwark_fs.node) is missing or broken: run `npm ci`, which builds it (it needs python3, make and a C compiler)', {
       cause: e,

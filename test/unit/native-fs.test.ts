@@ -181,7 +181,8 @@ describe('readRange', () => {
     const done = (): void => assert.fail('done was called');
     assert.throws(() => readRangeRaw('', 0, Buffer.alloc(1), done), RangeError);
     assert.throws(() => readRangeRaw('a\0b', 0, Buffer.alloc(1), done), RangeError);
-    for (const position of [-1, 1.5, Number.NaN, 2 ** 53, '0']) assert.throws(() => readRangeRaw('/x', position, Buffer.alloc(1), done), /position|number/, String(position));
+    for (const position of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53]) assert.throws(() => readRangeRaw('/x', position, Buffer.alloc(1), done), RangeError, String(position));
+    for (const position of ['0', 0n, null]) assert.throws(() => readRangeRaw('/x', position, Buffer.alloc(1), done), TypeError, String(position));
     assert.throws(() => readRangeRaw('/x', 0, new Uint16Array(2), done), TypeError);
     assert.throws(() => readRangeRaw('/x', 0, 'bytes', done), TypeError);
     assert.throws(() => readRangeRaw('/x', 0, Buffer.alloc(1), 'done'), TypeError);

@@ -350,22 +350,55 @@ describe('readSmallRange (one job: open, read, close)', () => {
     await assert.rejects(readSmallRange(path, 0, ONE_READ + 1), RangeError);
   });
 
+  /** Reads a small range to its end, recycling its chunks; the memory of each. */
+  const drain = async (s: Awaited<ReturnType<typeof readSmallRange>>): Promise<{ bytes: Buffer; memory: ArrayBufferLike[] }> => {
+    const parts: Buffer[] = [];
+    const memory: ArrayBufferLike[] = [];
+    for await (const c of s as AsyncIterable<Buffer>) {
+      parts.push(Buffer.from(c));
+      memory.push(c.buffer);
+      c.fill(0xee); // scribbled over: a buffer handed out again unread would show it
+      s.recycle(c);
+    }
+    return { bytes: Buffer.concat(parts), memory };
+  };
+
   test('its chunk comes back through recycle and the next full-size read takes it instead of allocating', async () => {
     const first = await readSmallRange(path, 0, MiB + 300);
     assert.ok(isRecycling(first));
-    for await (const c of first as AsyncIterable<Buffer>) {
-      c.fill(0xee);
-      first.recycle(c);
-    }
+    const a = await drain(first);
+    assert.equal(a.memory.length, 1);
     const alloc = mock.method(Buffer, 'allocUnsafeSlow');
-    let got: Buffer;
+    let b: Awaited<ReturnType<typeof drain>>;
     try {
-      got = await collect(await readSmallRange(path, 10, MiB + 10));
+      b = await drain(await readSmallRange(path, 10, MiB + 10));
     } finally {
       alloc.mock.restore();
     }
     assert.equal(alloc.mock.callCount(), 0, 'the second read allocated a buffer of its own');
-    assert.deepEqual(got, content.subarray(10, MiB + 10), 'the recycled memory was read over, not handed out as it was');
+    assert.ok(b.memory[0] === a.memory[0], 'the second read did not take the buffer the first one gave back');
+    assert.deepEqual(b.bytes, content.subarray(10, MiB + 10), 'the recycled memory was read over, not handed out as it was');
+  });
+
+  test('a stream destroyed before it is read, and a read that fails, give their buffer back', async () => {
+    // Streams held unread keep their buffers: with three of them the shared free list is empty.
+    const held = [await readSmallRange(path, 0, MiB), await readSmallRange(path, 0, MiB), await readSmallRange(path, 0, MiB)];
+    const alloc = mock.method(Buffer, 'allocUnsafeSlow');
+    try {
+      (await readSmallRange(path, 0, MiB)).destroy();
+      const allocated = alloc.mock.callCount();
+      assert.equal(allocated, 1, 'the list was not empty: the test proves nothing');
+      const again = await readSmallRange(path, 0, MiB);
+      assert.equal(alloc.mock.callCount(), allocated, 'the stream destroyed unread kept its buffer');
+      again.destroy();
+      await assert.rejects(readSmallRange(path, content.length - 1, content.length - 1 + MiB), /bytes early/);
+      const after = await readSmallRange(path, 0, MiB);
+      assert.equal(alloc.mock.callCount(), allocated, 'the read that failed kept its buffer');
+      assert.deepEqual(await collect(after), content.subarray(0, MiB));
+    } finally {
+      alloc.mock.restore();
+      for (const h of held) h.destroy();
+    }
   });
 
   test('a file shorter than the range is an error before any byte is handed out; a missing file is ENOENT', async () => {
