@@ -35,9 +35,10 @@
  * holds a reference to the view, not to its memory, so the buffer must not be transferred or
  * resized meanwhile either (no caller does; the same holds for `append` and the files' bytes).
  *
- * In all three, a failed step ends the job: done(error) with node's fields (code such as "ENOENT", errno,
- * syscall, path), and no later step runs (but for readRange's close of the file it opened). A failed fsync is never retried: after one, Linux may
- * have dropped the dirty pages and a second fsync would report success over lost bytes. `append`
+ * In all three, a failed step ends the job: done(error) with node's fields (code such as "ENOENT",
+ * errno, syscall, path), and no later step runs (but for readRange's close of the file it opened).
+ * A failed fsync is never retried: after one, Linux may have dropped the dirty pages and a second
+ * fsync would report success over lost bytes. `append`
  * and the files' bytes are held by reference until `done` and must not change meanwhile. Paths are the caller's (built
  * from validated digests and server-made upload ids), at most PATH_MAX bytes each.
  */

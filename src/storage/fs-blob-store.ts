@@ -116,8 +116,10 @@ export class FsBlobStore implements BlobStore {
 
   async read(digest: Digest, range?: ByteRange): Promise<Readable> {
     const path = this.layout.blobPath(digest);
-    // A small range (an encrypted store's reads always give one) in one job: open, read, close.
-    if (range !== undefined && range.end + 1 - range.start <= ONE_READ) {
+    // A range of at most ONE_READ bytes in one job: open, read, close (ADR 0023). BlobService
+    // passes the whole blob as a range, so this is every pull of a blob up to that size.
+    const length = range === undefined ? -1 : range.end + 1 - range.start;
+    if (range !== undefined && length >= 0 && length <= ONE_READ) {
       return readSmallRange(path, range.start, range.end + 1).catch((e: NodeJS.ErrnoException) => {
         if (e.code === 'ENOENT') throw registryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
         throw e;
