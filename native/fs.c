@@ -166,20 +166,29 @@ static napi_value fs_error(napi_env env, int err, const char *syscall, const cha
   return error;
 }
 
+/* The first argument of a job's `done`: null, the failed step as node:fs's error, or an error when the job did not run. */
+static napi_value outcome(napi_env env, napi_status status, const char *fn, int err, const char *syscall, const char *path) {
+  napi_value result;
+  if (status != napi_ok) {
+    char message[96];
+    snprintf(message, sizeof message, "%s: the job did not run", fn);
+    napi_value msg;
+    napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &result);
+  } else if (err != 0) {
+    result = fs_error(env, err, syscall, path);
+  } else {
+    napi_get_null(env, &result);
+  }
+  return result;
+}
+
 static void commit_complete(napi_env env, napi_status status, void *data) {
   commit_job_t *job = (commit_job_t *)data;
   napi_value done, undefined, argv[2];
   napi_get_reference_value(env, job->done_ref, &done);
   napi_get_undefined(env, &undefined);
-  if (status != napi_ok) {
-    napi_value msg;
-    napi_create_string_utf8(env, "commitFile: the job did not run", NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, NULL, msg, &argv[0]);
-  } else if (job->err != 0) {
-    argv[0] = fs_error(env, job->err, job->syscall, job->err_path);
-  } else {
-    napi_get_null(env, &argv[0]);
-  }
+  argv[0] = outcome(env, status, "commitFile", job->err, job->syscall, job->err_path);
   napi_get_boolean(env, status == napi_ok && job->err == 0 && job->moved, &argv[1]);
   commit_free(env, job);
   napi_call_function(env, undefined, done, 2, argv, NULL);
@@ -210,6 +219,50 @@ static int path_arg(napi_env env, napi_value value, const char *name, char *out)
   return 1;
 }
 
+/*
+ * A Uint8Array argument: its bytes and length in `data` and `length`, held by a reference in `ref`
+ * until the job is freed. Throws a TypeError `what` (or the pending error) and returns 0 otherwise.
+ */
+static int bytes_arg(napi_env env, napi_value value, const char *what, const char *hold_failed, void **data, size_t *length, napi_ref *ref) {
+  bool is_typed = false;
+  napi_typedarray_type array_type;
+  if (napi_is_typedarray(env, value, &is_typed) != napi_ok || !is_typed || napi_get_typedarray_info(env, value, &array_type, length, data, NULL, NULL) != napi_ok ||
+      array_type != napi_uint8_array) {
+    napi_throw_type_error(env, NULL, what);
+    return 0;
+  }
+  if (napi_create_reference(env, value, 1, ref) != napi_ok) {
+    throw_unless_pending(env, hold_failed);
+    return 0;
+  }
+  return 1;
+}
+
+/*
+ * The last step of every call: `done` must be a function; it is held in `done_ref` and the job is
+ * queued as "bulwark:<fn>". Throws (a TypeError for `done`) and returns 0 otherwise; the caller
+ * then frees the job.
+ */
+static int queue_job(napi_env env, napi_value done, const char *fn, napi_async_execute_callback execute, napi_async_complete_callback complete, void *job, napi_async_work *work,
+                     napi_ref *done_ref) {
+  napi_valuetype type;
+  if (napi_typeof(env, done, &type) != napi_ok || type != napi_function) {
+    napi_throw_type_error(env, NULL, "done must be a function");
+    return 0;
+  }
+  char label[64];
+  snprintf(label, sizeof label, "bulwark:%s", fn);
+  napi_value name;
+  if (napi_create_reference(env, done, 1, done_ref) != napi_ok || napi_create_string_utf8(env, label, NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, execute, complete, job, work) != napi_ok || napi_queue_async_work(env, *work) != napi_ok) {
+    char message[96];
+    snprintf(message, sizeof message, "%s: could not queue the job", fn);
+    throw_unless_pending(env, message);
+    return 0;
+  }
+  return 1;
+}
+
 static napi_value commit_file(napi_env env, napi_callback_info info) {
   size_t argc = 6;
   napi_value argv[6];
@@ -223,25 +276,13 @@ static napi_value commit_file(napi_env env, napi_callback_info info) {
     return NULL;
   }
   napi_valuetype type;
-  bool is_typed = false;
   if (!path_arg(env, argv[0], "path must be a non-empty string shorter than PATH_MAX", job->path)) goto fail;
   napi_typeof(env, argv[1], &type);
   if (type != napi_null) {
-    napi_is_typedarray(env, argv[1], &is_typed);
-    napi_typedarray_type array_type;
-    size_t length = 0;
     void *bytes = NULL;
-    if (!is_typed || napi_get_typedarray_info(env, argv[1], &array_type, &length, &bytes, NULL, NULL) != napi_ok || array_type != napi_uint8_array) {
-      napi_throw_type_error(env, NULL, "append must be a Uint8Array or null");
-      goto fail;
-    }
+    if (!bytes_arg(env, argv[1], "append must be a Uint8Array or null", "commitFile: could not hold the bytes to append", &bytes, &job->append_length, &job->append_ref)) goto fail;
     job->has_append = true;
     job->append = bytes;
-    job->append_length = length;
-    if (napi_create_reference(env, argv[1], 1, &job->append_ref) != napi_ok) {
-      throw_unless_pending(env, "commitFile: could not hold the bytes to append");
-      goto fail;
-    }
   }
   if (napi_get_value_bool(env, argv[2], &job->synced) != napi_ok) {
     napi_throw_type_error(env, NULL, "synced must be a boolean");
@@ -249,16 +290,7 @@ static napi_value commit_file(napi_env env, napi_callback_info info) {
   }
   if (!path_arg(env, argv[3], "dest must be a non-empty string shorter than PATH_MAX", job->dest)) goto fail;
   if (!path_arg(env, argv[4], "destDir must be a non-empty string shorter than PATH_MAX", job->dest_dir)) goto fail;
-  if (napi_typeof(env, argv[5], &type) != napi_ok || type != napi_function) {
-    napi_throw_type_error(env, NULL, "done must be a function");
-    goto fail;
-  }
-  napi_value name;
-  if (napi_create_reference(env, argv[5], 1, &job->done_ref) != napi_ok || napi_create_string_utf8(env, "bulwark:commitFile", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_create_async_work(env, NULL, name, commit_execute, commit_complete, job, &job->work) != napi_ok || napi_queue_async_work(env, job->work) != napi_ok) {
-    throw_unless_pending(env, "commitFile: could not queue the job");
-    goto fail;
-  }
+  if (!queue_job(env, argv[5], "commitFile", commit_execute, commit_complete, job, &job->work, &job->done_ref)) goto fail;
   return NULL;
 fail:
   commit_free(env, job);
@@ -330,15 +362,7 @@ static void folder_complete(napi_env env, napi_status status, void *data) {
   napi_value done, undefined, arg;
   napi_get_reference_value(env, job->done_ref, &done);
   napi_get_undefined(env, &undefined);
-  if (status != napi_ok) {
-    napi_value msg;
-    napi_create_string_utf8(env, "makeFolder: the job did not run", NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, NULL, msg, &arg);
-  } else if (job->err != 0) {
-    arg = fs_error(env, job->err, job->syscall, job->err_path);
-  } else {
-    napi_get_null(env, &arg);
-  }
+  arg = outcome(env, status, "makeFolder", job->err, job->syscall, job->err_path);
   folder_free(env, job);
   napi_call_function(env, undefined, done, 1, &arg, NULL);
 }
@@ -357,7 +381,6 @@ static napi_value make_folder(napi_env env, napi_callback_info info) {
   }
   bool is_array = false;
   uint32_t length = 0;
-  napi_valuetype type;
   if (!path_arg(env, argv[0], "dir must be a non-empty string shorter than PATH_MAX", job->dir)) goto fail;
   if (napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array || napi_get_array_length(env, argv[1], &length) != napi_ok || length % 2 != 0 ||
       length / 2 > MAX_FOLDER_FILES) {
@@ -367,36 +390,16 @@ static napi_value make_folder(napi_env env, napi_callback_info info) {
   job->count = length / 2;
   for (uint32_t i = 0; i < job->count; i++) {
     napi_value path, bytes;
-    bool is_typed = false;
-    napi_typedarray_type array_type;
     void *ptr = NULL;
     if (napi_get_element(env, argv[1], 2 * i, &path) != napi_ok || napi_get_element(env, argv[1], 2 * i + 1, &bytes) != napi_ok) {
       throw_unless_pending(env, "makeFolder: could not read the files");
       goto fail;
     }
     if (!path_arg(env, path, "each file's path must be a non-empty string shorter than PATH_MAX", job->paths[i])) goto fail;
-    if (napi_is_typedarray(env, bytes, &is_typed) != napi_ok || !is_typed ||
-        napi_get_typedarray_info(env, bytes, &array_type, &job->lengths[i], &ptr, NULL, NULL) != napi_ok || array_type != napi_uint8_array) {
-      napi_throw_type_error(env, NULL, "each file's contents must be a Uint8Array");
-      goto fail;
-    }
+    if (!bytes_arg(env, bytes, "each file's contents must be a Uint8Array", "makeFolder: could not hold the contents", &ptr, &job->lengths[i], &job->content_refs[i])) goto fail;
     job->bytes[i] = ptr;
-    if (napi_create_reference(env, bytes, 1, &job->content_refs[i]) != napi_ok) {
-      throw_unless_pending(env, "makeFolder: could not hold the contents");
-      goto fail;
-    }
   }
-  if (napi_typeof(env, argv[2], &type) != napi_ok || type != napi_function) {
-    napi_throw_type_error(env, NULL, "done must be a function");
-    goto fail;
-  }
-  napi_value name;
-  if (napi_create_reference(env, argv[2], 1, &job->done_ref) != napi_ok ||
-      napi_create_string_utf8(env, "bulwark:makeFolder", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_create_async_work(env, NULL, name, folder_execute, folder_complete, job, &job->work) != napi_ok || napi_queue_async_work(env, job->work) != napi_ok) {
-    throw_unless_pending(env, "makeFolder: could not queue the job");
-    goto fail;
-  }
+  if (!queue_job(env, argv[2], "makeFolder", folder_execute, folder_complete, job, &job->work, &job->done_ref)) goto fail;
   return NULL;
 fail:
   folder_free(env, job);
@@ -456,15 +459,7 @@ static void read_complete(napi_env env, napi_status status, void *data) {
   napi_value done, undefined, argv[2];
   napi_get_reference_value(env, job->done_ref, &done);
   napi_get_undefined(env, &undefined);
-  if (status != napi_ok) {
-    napi_value msg;
-    napi_create_string_utf8(env, "readRange: the job did not run", NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, NULL, msg, &argv[0]);
-  } else if (job->err != 0) {
-    argv[0] = fs_error(env, job->err, job->syscall, job->path);
-  } else {
-    napi_get_null(env, &argv[0]);
-  }
+  argv[0] = outcome(env, status, "readRange", job->err, job->syscall, job->path);
   napi_create_double(env, status == napi_ok && job->err == 0 ? (double)job->bytes_read : 0, &argv[1]);
   read_free(env, job);
   napi_call_function(env, undefined, done, 2, argv, NULL);
@@ -483,9 +478,7 @@ static napi_value read_range(napi_env env, napi_callback_info info) {
     return NULL;
   }
   napi_valuetype type;
-  bool is_typed = false;
   double position = -1;
-  napi_typedarray_type array_type;
   void *bytes = NULL;
   if (!path_arg(env, argv[0], "path must be a non-empty string shorter than PATH_MAX", job->path)) goto fail;
   if (napi_typeof(env, argv[1], &type) != napi_ok || type != napi_number) {
@@ -498,26 +491,9 @@ static napi_value read_range(napi_env env, napi_callback_info info) {
     goto fail;
   }
   job->position = (int64_t)position;
-  if (napi_is_typedarray(env, argv[2], &is_typed) != napi_ok || !is_typed ||
-      napi_get_typedarray_info(env, argv[2], &array_type, &job->length, &bytes, NULL, NULL) != napi_ok || array_type != napi_uint8_array) {
-    napi_throw_type_error(env, NULL, "buffer must be a Uint8Array");
-    goto fail;
-  }
+  if (!bytes_arg(env, argv[2], "buffer must be a Uint8Array", "readRange: could not hold the buffer", &bytes, &job->length, &job->buffer_ref)) goto fail;
   job->buffer = bytes;
-  if (napi_create_reference(env, argv[2], 1, &job->buffer_ref) != napi_ok) {
-    throw_unless_pending(env, "readRange: could not hold the buffer");
-    goto fail;
-  }
-  if (napi_typeof(env, argv[3], &type) != napi_ok || type != napi_function) {
-    napi_throw_type_error(env, NULL, "done must be a function");
-    goto fail;
-  }
-  napi_value name;
-  if (napi_create_reference(env, argv[3], 1, &job->done_ref) != napi_ok || napi_create_string_utf8(env, "bulwark:readRange", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_create_async_work(env, NULL, name, read_execute, read_complete, job, &job->work) != napi_ok || napi_queue_async_work(env, job->work) != napi_ok) {
-    throw_unless_pending(env, "readRange: could not queue the job");
-    goto fail;
-  }
+  if (!queue_job(env, argv[3], "readRange", read_execute, read_complete, job, &job->work, &job->done_ref)) goto fail;
   return NULL;
 fail:
   read_free(env, job);

@@ -36,6 +36,16 @@ function readPool(): RecyclePool {
   return new RecyclePool(ONE_READ, POOL, sharedFreeList('file-read', ONE_READ, SHARED, false));
 }
 
+/**
+ * A buffer for a read of `want` bytes. A read under 1 MiB gets a buffer of its size (its reader
+ * may well not recycle it: a terminator, a session's tail); only full-size buffers are reused. A
+ * reader of 1 MiB or more that never recycles (collect, verify) takes shared buffers away: the
+ * next stream allocates.
+ */
+function readBuffer(pool: RecyclePool, want: number): Buffer {
+  return want >= CHUNK ? (pool.reuse() ?? Buffer.allocUnsafeSlow(ONE_READ)) : Buffer.allocUnsafeSlow(want);
+}
+
 export class FileRangeStream extends Readable {
   private position: number;
   private readonly end: number;
@@ -67,10 +77,7 @@ export class FileRangeStream extends Readable {
       this.push(null);
       return;
     }
-    // A read under 1 MiB gets a buffer of its size (its reader may well not recycle it: a
-    // terminator, a session's tail); only full-size buffers are reused. A reader of 1 MiB or more
-    // that never recycles (collect, verify) takes shared buffers away: the next stream allocates.
-    const buf = want >= CHUNK ? (this.pool.reuse() ?? Buffer.allocUnsafeSlow(CHUNK + SLACK)) : Buffer.allocUnsafeSlow(want);
+    const buf = readBuffer(this.pool, want);
     this.fh.read(buf, 0, want, this.position).then(
       ({ bytesRead }) => {
         if (bytesRead === 0) {
@@ -105,22 +112,21 @@ export async function readSmallRange(path: string, start: number, end: number): 
   const length = end - start;
   if (!(length >= 0 && length <= ONE_READ)) throw new RangeError(`readSmallRange: ${length} bytes is not a small range`);
   const pool = readPool();
-  // As in FileRangeStream: only full-size buffers go round; a smaller read gets its own.
-  const buf = length >= CHUNK ? (pool.reuse() ?? Buffer.allocUnsafeSlow(ONE_READ)) : Buffer.allocUnsafeSlow(length);
+  const buf = readBuffer(pool, length);
+  // The stream holds the buffer from here on; destroyed unread, it gives the buffer back.
+  const stream = new LoadedRange(pool, buf, length);
   let bytesRead: number;
   try {
     bytesRead = await readRange(path, start, buf.subarray(0, length));
   } catch (e) {
-    pool.giveBack(buf);
-    pool.close();
+    stream.destroy();
     throw e;
   }
   if (bytesRead < length) {
-    pool.giveBack(buf);
-    pool.close();
+    stream.destroy();
     throw new Error(`file ended ${length - bytesRead} bytes early`);
   }
-  return new LoadedRange(pool, buf, length);
+  return stream;
 }
 
 /** One chunk read before the stream was made (readSmallRange). */

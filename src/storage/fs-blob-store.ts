@@ -116,20 +116,16 @@ export class FsBlobStore implements BlobStore {
 
   async read(digest: Digest, range?: ByteRange): Promise<Readable> {
     const path = this.layout.blobPath(digest);
+    // A missing blob is a clean BLOB_UNKNOWN, before any answer, not a stream error mid-response.
+    const unknownIfMissing = (e: NodeJS.ErrnoException): never => {
+      if (e.code === 'ENOENT') throw registryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
+      throw e;
+    };
     // A range of at most ONE_READ bytes in one job: open, read, close (ADR 0023). BlobService
     // passes the whole blob as a range, so this is every pull of a blob up to that size.
     const length = range === undefined ? -1 : range.end + 1 - range.start;
-    if (range !== undefined && length >= 0 && length <= ONE_READ) {
-      return readSmallRange(path, range.start, range.end + 1).catch((e: NodeJS.ErrnoException) => {
-        if (e.code === 'ENOENT') throw registryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
-        throw e;
-      });
-    }
-    // Open first so a missing blob is a clean BLOB_UNKNOWN, not a stream error mid-response.
-    const fh = await open(path, 'r').catch((e: NodeJS.ErrnoException) => {
-      if (e.code === 'ENOENT') throw registryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
-      throw e;
-    });
+    if (range !== undefined && length >= 0 && length <= ONE_READ) return readSmallRange(path, range.start, range.end + 1).catch(unknownIfMissing);
+    const fh = await open(path, 'r').catch(unknownIfMissing);
     // Bounded by the size, so a file shorter than it is ends in an error, never a short answer.
     const end = range === undefined ? (await fh.stat()).size : range.end + 1;
     return new FileRangeStream(fh, range?.start ?? 0, end);
