@@ -99,7 +99,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
   } else if (config.network.allowPlainHttp) {
     http.log.warn('TLS is off and network.allowPlainHttp=true: plain HTTP may be served beyond loopback. Only behind a TLS-terminating proxy.');
   }
-  const plainBlobs = deps.blobs ?? (await createBlobStore(config.storage.blobDriver, config.dataDir));
+  const plainBlobs = deps.blobs ?? (await createBlobStore(config.storage.blobDriver, config.dataDir, { directMinBytes: config.storage.directIoMinBytes }));
   let encryption: Encryption | undefined;
   if (config.encryption.enabled) {
     encryption = await createEncryption(config, {

@@ -14,7 +14,7 @@ export function registerFsck(program: Command): void {
       // Key operations of this process are audited like the server's, in the same log.
       const bus = new EventBus();
       const audit = config.audit.file === '' ? undefined : new AuditLog(config.audit.file, bus);
-      const plain = await createBlobStore(config.storage.blobDriver, config.dataDir);
+      const plain = await createBlobStore(config.storage.blobDriver, config.dataDir, { directMinBytes: config.storage.directIoMinBytes });
       if (!config.encryption.enabled) (await import('../encryption/index.js')).assertNotEncrypted(config);
       const encryption = config.encryption.enabled ? await createEncryption(config, { audit: keyVaultAudit(bus), persistent: true }) : undefined;
       // A vault that refuses now would make every blob look corrupt: stop before checking any.

@@ -61,6 +61,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'dataDir', env: 'BULWARK_DATA_DIR', flag: '--data-dir', type: 'string', default: './data', doc: 'Folder for the embedded blob store, the SQLite metadata and the audit log; created on first start.' },
   { key: 'storage.blobDriver', env: 'BULWARK_STORAGE_BLOB_DRIVER', type: 'enum', values: ['filesystem', 'memory'], default: 'filesystem', doc: 'Blob store implementation. `memory` keeps nothing across restarts (tests only).' },
   { key: 'storage.metadataDriver', env: 'BULWARK_STORAGE_METADATA_DRIVER', type: 'enum', values: ['sqlite', 'memory'], default: 'sqlite', doc: 'Metadata store implementation. `memory` keeps nothing across restarts (tests only).' },
+  { key: 'storage.directIoMinBytes', env: 'BULWARK_STORAGE_DIRECT_IO_MIN_BYTES', type: 'integer', min: 0, max: Number.MAX_SAFE_INTEGER, default: 8 * 1024 * 1024, doc: 'Request bodies and blob reads of at least this many bytes bypass the page cache (`O_DIRECT`, ADR 0024) where the file system allows it; smaller ones, the hot small objects, go through it. 0 turns direct I/O off.' },
   { key: 'storage.deleteEnabled', env: 'BULWARK_STORAGE_DELETE_ENABLED', type: 'boolean', default: true, doc: 'Allow `DELETE` of manifests, tags and blobs. When false those requests get 405 `METHOD_NOT_ALLOWED`.' },
   { key: 'limits.manifestMaxBytes', env: 'BULWARK_LIMITS_MANIFEST_MAX_BYTES', type: 'integer', min: 1024, max: 64 * 1024 * 1024, default: 4 * 1024 * 1024, doc: 'Largest manifest accepted on `PUT`; larger bodies get 413 `MANIFEST_TOO_LARGE`.' },
   { key: 'limits.listMax', env: 'BULWARK_LIMITS_LIST_MAX', type: 'integer', min: 1, max: 100000, default: 10000, doc: 'Most entries one page of tags, catalog or referrers returns; a `Link` header points at the next page.' },
@@ -133,7 +134,7 @@ export const OPTIONS: readonly OptionSpec[] = [
 export interface Config {
   readonly listen: { readonly host: string; readonly port: number };
   readonly dataDir: string;
-  readonly storage: { readonly blobDriver: 'filesystem' | 'memory'; readonly metadataDriver: 'sqlite' | 'memory'; readonly deleteEnabled: boolean };
+  readonly storage: { readonly blobDriver: 'filesystem' | 'memory'; readonly metadataDriver: 'sqlite' | 'memory'; readonly directIoMinBytes: number; readonly deleteEnabled: boolean };
   readonly limits: { readonly manifestMaxBytes: number; readonly listMax: number; readonly blobMaxBytes: number };
   readonly uploads: { readonly purgeAfterSeconds: number; readonly purgeIntervalSeconds: number; readonly chunkMinLength: number };
   readonly http: {

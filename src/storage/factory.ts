@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import type { BlobStore } from './blob-store.js';
 import type { MetadataStore } from './metadata-store.js';
-import { FsBlobStore } from './fs-blob-store.js';
+import { FsBlobStore, type FsBlobStoreOptions } from './fs-blob-store.js';
 import { MemoryBlobStore } from './memory-blob-store.js';
 import { SqliteMetadataStore } from './sqlite-metadata-store.js';
 import { MemoryMetadataStore } from './memory-metadata-store.js';
@@ -14,8 +14,8 @@ import { MemoryMetadataStore } from './memory-metadata-store.js';
 export type BlobDriver = 'filesystem' | 'memory';
 export type MetadataDriver = 'sqlite' | 'memory';
 
-const blobDrivers: Record<BlobDriver, (dataDir: string) => Promise<BlobStore>> = {
-  filesystem: (dataDir) => new FsBlobStore(dataDir).init(),
+const blobDrivers: Record<BlobDriver, (dataDir: string, opts: FsBlobStoreOptions) => Promise<BlobStore>> = {
+  filesystem: (dataDir, opts) => new FsBlobStore(dataDir, opts).init(),
   memory: async () => new MemoryBlobStore(),
 };
 
@@ -27,8 +27,9 @@ const metadataDrivers: Record<MetadataDriver, (dataDir: string) => Promise<Metad
   memory: async () => new MemoryMetadataStore(),
 };
 
-export function createBlobStore(driver: BlobDriver, dataDir: string): Promise<BlobStore> {
-  return blobDrivers[driver](dataDir);
+/** `opts`: the filesystem driver's (the others take none). */
+export function createBlobStore(driver: BlobDriver, dataDir: string, opts: FsBlobStoreOptions = {}): Promise<BlobStore> {
+  return blobDrivers[driver](dataDir, opts);
 }
 
 export function createMetadataStore(driver: MetadataDriver, dataDir: string): Promise<MetadataStore> {

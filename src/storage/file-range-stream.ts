@@ -10,7 +10,7 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { readRange } from './native-fs.js';
+import { readDirect, readRange } from './native-fs.js';
 import { RecyclePool, sharedFreeList } from './recycle-pool.js';
 
 const CHUNK = 1 << 20;
@@ -32,8 +32,14 @@ const SLACK = 64 << 10;
 /** The most bytes a range may hold to be read in one go (readSmallRange): one chunk and its slack. */
 export const ONE_READ = CHUNK + SLACK;
 
-function readPool(): RecyclePool {
-  return new RecyclePool(ONE_READ, POOL, sharedFreeList('file-read', ONE_READ, SHARED, false));
+/**
+ * Reads a direct-I/O stream keeps running at once (ADR 0024): they wait for the device instead
+ * of copying from the page cache, so the next ones run while the consumer still sends the last.
+ */
+const DIRECT_AHEAD = 3;
+
+function readPool(keep = POOL): RecyclePool {
+  return new RecyclePool(ONE_READ, keep, sharedFreeList('file-read', ONE_READ, SHARED, false));
 }
 
 /**
@@ -49,18 +55,24 @@ function readBuffer(pool: RecyclePool, want: number): Buffer {
 export class FileRangeStream extends Readable {
   private position: number;
   private readonly end: number;
-  private readonly pool = readPool();
+  private readonly pool: RecyclePool;
+  /** direct reads started and not yet pushed, in file order */
+  private readonly reads: Promise<{ buf: Buffer; n: number; want: number; at: number }>[] = [];
+  private waiting = false;
 
   /**
    * Bytes [start, end) of the file; a file that ends before `end` is an error, never a short
-   * answer. The stream owns `fh` and closes it.
+   * answer. The stream owns `fh` and closes it. `direct`: `fh` was opened with O_DIRECT, and is
+   * read through native-fs.ts readDirect (ADR 0024).
    */
   constructor(
     private readonly fh: FileHandle,
     start: number,
     end: number,
+    private readonly direct = false,
   ) {
     super({ highWaterMark: CHUNK });
+    this.pool = readPool(direct ? POOL + DIRECT_AHEAD : POOL);
     this.position = start;
     this.end = end;
   }
@@ -71,6 +83,10 @@ export class FileRangeStream extends Readable {
   }
 
   override _read(): void {
+    if (this.direct) {
+      this.readAhead();
+      return;
+    }
     const left = this.end - this.position;
     const want = left <= CHUNK + SLACK ? left : CHUNK;
     if (want <= 0) {
@@ -92,12 +108,60 @@ export class FileRangeStream extends Readable {
     );
   }
 
-  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    this.pool.close();
-    this.fh.close().then(
-      () => cb(err),
-      (e: unknown) => cb(err ?? (e instanceof Error ? e : new Error(String(e)))),
+  /**
+   * Direct reads wait for the device: DIRECT_AHEAD of them run at once, each into a buffer of
+   * its own, and their chunks are pushed in order.
+   */
+  private readAhead(): void {
+    while (this.reads.length < DIRECT_AHEAD && this.position < this.end) {
+      const left = this.end - this.position;
+      const want = left <= CHUNK + SLACK ? left : CHUNK;
+      const buf = readBuffer(this.pool, want);
+      const at = this.position;
+      this.position += want;
+      const read = readDirect(this.fh.fd, at, buf.subarray(0, want)).then((n) => ({ buf, n, want, at }));
+      read.catch(() => undefined); // its error is taken when its turn comes (or the stream is gone)
+      this.reads.push(read);
+    }
+    const next = this.reads[0];
+    if (next === undefined) {
+      this.push(null);
+      return;
+    }
+    if (this.waiting) return;
+    this.waiting = true;
+    next.then(
+      ({ buf, n, want, at }) => {
+        this.waiting = false;
+        void this.reads.shift(); // this one (settled)
+        if (this.destroyed) return;
+        if (n < want) {
+          this.destroy(new Error(`file ended ${this.end - at - n} bytes early`));
+          return;
+        }
+        this.pool.lend(buf);
+        this.push(buf.subarray(0, n));
+      },
+      (e: unknown) => {
+        this.waiting = false;
+        void this.reads.shift();
+        this.destroy(e instanceof Error ? e : new Error(String(e)));
+      },
     );
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    // Direct reads use the descriptor itself, unknown to the FileHandle: they must end before it
+    // closes, or a file opened meanwhile could take its number.
+    Promise.allSettled(this.reads)
+      .then(() => {
+        this.pool.close();
+        return this.fh.close();
+      })
+      .then(
+        () => cb(err),
+        (e: unknown) => cb(err ?? (e instanceof Error ? e : new Error(String(e)))),
+      );
   }
 }
 

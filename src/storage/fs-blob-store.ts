@@ -4,7 +4,7 @@
  * leaves either no blob or a complete one (see fs-layout.ts for the tree).
  */
 import { randomUUID, type Hash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { constants, createReadStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, truncate, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -12,9 +12,10 @@ import { pipeline } from 'node:stream/promises';
 import { createDigester, digestAlgorithm, isDigest, registryError, type Digest } from '../oci/index.js';
 import type { AppendOptions, BlobCheck, CommitOptions, BlobInfo, BlobStore, ByteRange, UploadInfo } from './blob-store.js';
 import { FileRangeStream, ONE_READ, readSmallRange } from './file-range-stream.js';
+import { DirectWriter } from './direct-writer.js';
 import { FlushingWriter } from './flushing-writer.js';
 import { FsLayout, isUploadId } from './fs-layout.js';
-import { commitFile, makeFolder, type CommitFileOptions } from './native-fs.js';
+import { appendDirect, commitFile, makeFolder, readDirect, type CommitFileOptions } from './native-fs.js';
 import { countingDigest } from './streams.js';
 
 const READ_CHUNK = 1 << 20;
@@ -23,6 +24,16 @@ const DIGEST_ALGORITHMS = ['sha256', 'sha512'] as const;
 const FAN_OUT = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 /** Start a background fdatasync after this many appended bytes (see flushing-writer.ts). */
 const FLUSH_EVERY = 4 << 20;
+/**
+ * Request bodies and blob reads of at least this many bytes bypass the page cache (O_DIRECT,
+ * ADR 0024), where the file system supports it; smaller ones, the hot small objects, use it.
+ */
+export const DIRECT_MIN_BYTES = 8 << 20;
+
+export interface FsBlobStoreOptions {
+  /** bodies and reads of at least this many bytes use direct I/O (0: never); DIRECT_MIN_BYTES by default */
+  readonly directMinBytes?: number;
+}
 
 interface LiveSession {
   /** sha256 state of the first `hashedBytes` bytes; dropped when in doubt */
@@ -56,6 +67,29 @@ async function appendAndSync(path: string, bytes: Buffer): Promise<void> {
   }
 }
 
+/**
+ * Whether the file system under `dir` takes direct I/O: a file written and read back with
+ * O_DIRECT (some, tmpfs on older kernels among them, refuse the flag or its writes).
+ */
+async function directIoWorks(dir: string): Promise<boolean> {
+  const path = join(dir, `direct-io-${randomUUID()}`);
+  const bytes = Buffer.alloc(3 * 4096 + 100, 0x5a);
+  try {
+    const fh = await open(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_DIRECT, 0o600);
+    try {
+      if ((await appendDirect(fh.fd, 0, [bytes], true)) !== bytes.length) return false;
+      const back = Buffer.alloc(bytes.length + 10);
+      return (await readDirect(fh.fd, 0, back)) === bytes.length && back.subarray(0, bytes.length).equals(bytes);
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return false;
+  } finally {
+    await rm(path, { force: true });
+  }
+}
+
 export class FsBlobStore implements BlobStore {
   private readonly layout: FsLayout;
   /** in-process state of sessions this process has touched; the files are the truth */
@@ -66,7 +100,13 @@ export class FsBlobStore implements BlobStore {
   /** sessions that ended while their folder is still being removed: not sessions any more */
   private readonly finished = new Set<string>();
 
-  constructor(root: string) {
+  /** the smallest body or read that uses direct I/O; Infinity when the file system has none */
+  private directMin = Infinity;
+
+  constructor(
+    root: string,
+    private readonly opts: FsBlobStoreOptions = {},
+  ) {
     this.layout = new FsLayout(root);
   }
 
@@ -77,7 +117,14 @@ export class FsBlobStore implements BlobStore {
     await this.createFanOut();
     // Leftovers of small puts interrupted by a crash are never referenced: remove them.
     for (const name of await readdir(this.layout.tmpDir)) await rm(join(this.layout.tmpDir, name), { force: true });
+    const min = this.opts.directMinBytes ?? DIRECT_MIN_BYTES;
+    if (min > 0 && (await directIoWorks(this.layout.tmpDir))) this.directMin = min;
     return this;
+  }
+
+  /** Whether bodies and reads of `bytes` bytes use direct I/O (for tests and the health of a deployment). */
+  usesDirectIo(bytes: number): boolean {
+    return bytes >= this.directMin;
   }
 
   /**
@@ -125,10 +172,12 @@ export class FsBlobStore implements BlobStore {
     // passes the whole blob as a range, so this is every pull of a blob up to that size.
     const length = range === undefined ? -1 : range.end + 1 - range.start;
     if (range !== undefined && length >= 0 && length <= ONE_READ) return readSmallRange(path, range.start, range.end + 1).catch(unknownIfMissing);
-    const fh = await open(path, 'r').catch(unknownIfMissing);
+    // A large range is read past the page cache (ADR 0024): the blob was written so.
+    const direct = range !== undefined && this.usesDirectIo(length);
+    const fh = await open(path, direct ? constants.O_RDONLY | constants.O_DIRECT : 'r').catch(unknownIfMissing);
     // Bounded by the size, so a file shorter than it is ends in an error, never a short answer.
     const end = range === undefined ? (await fh.stat()).size : range.end + 1;
-    return new FileRangeStream(fh, range?.start ?? 0, end);
+    return new FileRangeStream(fh, range?.start ?? 0, end, direct);
   }
 
   async readAll(digest: Digest): Promise<Buffer> {
@@ -294,21 +343,28 @@ export class FsBlobStore implements BlobStore {
       }
       const hashing = opts.callerHashes !== true && session.hash !== undefined && session.hashedBytes === start ? session.hash : undefined;
       const counter = countingDigest(hashing, opts.length);
-      let writer: FlushingWriter | undefined;
+      let writer: FlushingWriter | DirectWriter | undefined;
       try {
-        const fh = await open(dataPath, 'a');
+        // A large body goes past the page cache (ADR 0024), written at the size the session has
+        // (read and write: the block that size falls in is completed with the bytes before it).
+        const direct = opts.length !== undefined && this.usesDirectIo(opts.length);
+        const fh = await open(dataPath, direct ? constants.O_RDWR | constants.O_CREAT | constants.O_DIRECT : 'a');
         try {
-          writer = new FlushingWriter(fh, { flushEvery: FLUSH_EVERY, expectedBytes: opts.length, highWaterMark: READ_CHUNK, recycle: opts.recycle });
+          writer = direct
+            ? new DirectWriter(fh, { position: start, highWaterMark: READ_CHUNK, recycle: opts.recycle })
+            : new FlushingWriter(fh, { flushEvery: FLUSH_EVERY, expectedBytes: opts.length, highWaterMark: READ_CHUNK, recycle: opts.recycle });
           await pipeline(body, counter.transform, writer, {
             ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
           });
         } finally {
+          if (writer instanceof DirectWriter) await writer.idle();
           await fh.close(); // waits for a flush still running
         }
-        if (writer.flushFailed !== undefined) throw writer.flushFailed;
+        const flushFailed = writer instanceof FlushingWriter ? writer.flushFailed : undefined;
+        if (flushFailed !== undefined) throw flushFailed;
         counter.assertComplete();
       } catch (e) {
-        if (writer?.flushFailed !== undefined) {
+        if (writer instanceof FlushingWriter && writer.flushFailed !== undefined) {
           // A failed write-back may have lost pages of earlier requests too, and Linux reports it
           // once: a later fsync would succeed over the lost bytes. The session cannot be trusted.
           await this.poison(id, session);

@@ -1,9 +1,10 @@
 /**
- * Bulwark's native file steps (native/fs.c, built by `npm ci` with node-gyp; ADR 0020, 0023): the
- * start of an upload session (its folder and files), its durable end (append the last bytes,
+ * Bulwark's native file steps (native/fs.c, built by `npm ci` with node-gyp; ADR 0020, 0023, 0024):
+ * the start of an upload session (its folder and files), its durable end (append the last bytes,
  * fsync, rename into the store, fsync the folder) and the read of a small range (open, read,
  * close), each as one thread-pool job instead of up to a dozen node:fs round trips on every push's
- * or pull's path.
+ * or pull's path; and the writes and reads of large blobs with direct I/O (O_DIRECT), which need
+ * aligned memory that JavaScript's buffers do not have.
  */
 import { createRequire } from 'node:module';
 
@@ -19,6 +20,8 @@ interface Binding {
   ): void;
   makeFolder(this: void, dir: string, files: (string | Uint8Array)[], done: (err: NodeJS.ErrnoException | null) => void): void;
   readRange(this: void, path: string, position: number, buffer: Uint8Array, done: (err: NodeJS.ErrnoException | null, bytesRead: number) => void): void;
+  appendDirect(this: void, fd: number, position: number, chunks: Uint8Array[], final: boolean, done: (err: NodeJS.ErrnoException | null, written: number) => void): void;
+  readDirect(this: void, fd: number, position: number, buffer: Uint8Array, done: (err: NodeJS.ErrnoException | null, bytesRead: number) => void): void;
 }
 
 const MODULE = '../../build/Release/bulwark_fs.node';
@@ -27,7 +30,7 @@ function load(): Binding {
   try {
     const binding = createRequire(import.meta.url)(MODULE) as Partial<Binding>;
     // A module built before a job was added would load, then fail every call of that job.
-    for (const name of ['commitFile', 'makeFolder', 'readRange'] as const) {
+    for (const name of ['commitFile', 'makeFolder', 'readRange', 'appendDirect', 'readDirect'] as const) {
       if (typeof binding[name] !== 'function') throw new Error(`it has no ${name}: it was built from older sources`);
     }
     return binding as Binding;
@@ -89,6 +92,40 @@ export function makeFolder(dir: string, files: readonly (readonly [path: string,
 export function readRange(path: string, position: number, buffer: Uint8Array): Promise<number> {
   return new Promise((resolve, reject) => {
     native.readRange(path, position, buffer, (err, bytesRead) => {
+      if (err !== null) reject(err);
+      else resolve(bytesRead);
+    });
+  });
+}
+
+/** Direct I/O moves whole blocks of this many bytes, at offsets that are multiples of it. */
+export const DIRECT_ALIGN = 4096;
+
+/**
+ * Writes `chunks` to the file open as `fd` (with O_DIRECT) from byte `position` on: the block
+ * `position` falls in is completed with the file's own bytes before it, whole blocks go to the
+ * device directly, and a last, partial block is written through the page cache when `final`,
+ * otherwise left out. Resolves how many of the chunks' bytes were written: all of them when
+ * `final`, else all but fewer than DIRECT_ALIGN, which the caller sends again, first, next time.
+ * The chunks are copied by the job and may be reused once the promise settles, not before.
+ */
+export function appendDirect(fd: number, position: number, chunks: readonly Uint8Array[], final: boolean): Promise<number> {
+  return new Promise((resolve, reject) => {
+    native.appendDirect(fd, position, [...chunks], final, (err, written) => {
+      if (err !== null) reject(err);
+      else resolve(written);
+    });
+  });
+}
+
+/**
+ * Reads bytes of the file open as `fd` (with O_DIRECT) from `position` into all of `buffer`;
+ * resolves the bytes read, fewer only when the file ends first. `buffer` must not be used until
+ * the promise settles.
+ */
+export function readDirect(fd: number, position: number, buffer: Uint8Array): Promise<number> {
+  return new Promise((resolve, reject) => {
+    native.readDirect(fd, position, buffer, (err, bytesRead) => {
       if (err !== null) reject(err);
       else resolve(bytesRead);
     });
