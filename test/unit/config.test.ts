@@ -41,7 +41,7 @@ describe('loadConfig', () => {
     const c = loadConfig({});
     assert.deepEqual(c.listen, { host: '127.0.0.1', port: 5000 });
     assert.equal(c.dataDir, resolve('./data'));
-    assert.deepEqual(c.storage, { blobDriver: 'filesystem', metadataDriver: 'sqlite', deleteEnabled: true });
+    assert.deepEqual(c.storage, { blobDriver: 'filesystem', metadataDriver: 'sqlite', directIoMinBytes: 8 * 1024 * 1024, deleteEnabled: true });
     assert.equal(c.limits.manifestMaxBytes, 4 * 1024 * 1024);
     assert.equal(c.audit.file, join(resolve('./data'), 'audit.log'));
     assert.equal(c.log.level, 'info');
