@@ -536,8 +536,12 @@ static int pwrite_all(int fd, const unsigned char *bytes, size_t length, int64_t
   return 0;
 }
 
-/* Reads up to `length` bytes at `offset` (short reads continued, EINTR retried) into *got: 0, or the errno. */
-static int pread_full(int fd, unsigned char *bytes, size_t length, int64_t offset, size_t *got) {
+/*
+ * Reads up to `length` bytes at `offset` (EINTR retried) into *got: 0, or the errno. A short read
+ * is continued, except with `direct`: there it means the end of the file, and a second read would
+ * start at an offset direct I/O need not accept.
+ */
+static int pread_full(int fd, unsigned char *bytes, size_t length, int64_t offset, size_t *got, bool direct) {
   *got = 0;
   while (*got < length) {
     ssize_t n = pread(fd, bytes + *got, length - *got, (off_t)(offset + (int64_t)*got));
@@ -545,6 +549,7 @@ static int pread_full(int fd, unsigned char *bytes, size_t length, int64_t offse
     if (n < 0) return errno;
     if (n == 0) break;
     *got += (size_t)n;
+    if (direct) break;
   }
   return 0;
 }
@@ -580,6 +585,36 @@ static void direct_fail(direct_job_t *job, int err, const char *syscall) {
 }
 
 /*
+ * The descriptor of a direct job must be open with O_DIRECT and without O_APPEND (with it,
+ * pwrite ignores the offset and the block rewritten first would be appended again); for
+ * appendDirect, `position` must not be past the end of the file (that would leave a hole).
+ * 1, or 0 with the job failed (EINVAL and the call that told).
+ */
+static int check_direct_fd(direct_job_t *job, bool writing) {
+  int flags = fcntl(job->fd, F_GETFL);
+  if (flags < 0) {
+    direct_fail(job, errno, "fcntl");
+    return 0;
+  }
+  if ((flags & O_DIRECT) == 0 || (flags & O_APPEND) != 0) {
+    direct_fail(job, EINVAL, "fcntl");
+    return 0;
+  }
+  if (writing) {
+    struct stat st;
+    if (fstat(job->fd, &st) != 0) {
+      direct_fail(job, errno, "fstat");
+      return 0;
+    }
+    if (job->position > (int64_t)st.st_size) {
+      direct_fail(job, EINVAL, "fstat");
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/*
  * appendDirect: the chunks go to the file from `position` on. The block that `position` falls
  * in is completed with the file's own bytes before it (read through the page cache), whole
  * blocks are written with O_DIRECT, and the bytes of a last, partial block are written through
@@ -590,6 +625,7 @@ static void append_direct_execute(napi_env env, void *data) {
   direct_job_t *job = (direct_job_t *)data;
   unsigned char *buf = bounce_buffer();
   if (buf == NULL) return direct_fail(job, ENOMEM, "posix_memalign");
+  if (!check_direct_fd(job, true)) return;
   int64_t offset = job->position & ~(int64_t)(DIRECT_ALIGN - 1);
   size_t fill = (size_t)(job->position - offset);
   size_t total = 0;
@@ -597,7 +633,7 @@ static void append_direct_execute(napi_env env, void *data) {
   if (fill > 0) {
     size_t got = 0;
     if ((e = set_direct(job->fd, false)) != 0) return direct_fail(job, e, "fcntl");
-    e = pread_full(job->fd, buf, fill, offset, &got);
+    e = pread_full(job->fd, buf, fill, offset, &got, false);
     int e2 = set_direct(job->fd, true);
     if (e != 0) return direct_fail(job, e, "read");
     if (e2 != 0) return direct_fail(job, e2, "fcntl");
@@ -647,6 +683,7 @@ static void read_direct_execute(napi_env env, void *data) {
   direct_job_t *job = (direct_job_t *)data;
   unsigned char *buf = bounce_buffer();
   if (buf == NULL) return direct_fail(job, ENOMEM, "posix_memalign");
+  if (!check_direct_fd(job, false)) return;
   unsigned char *out = (unsigned char *)job->bytes[0];
   size_t want = job->lengths[0];
   int64_t offset = job->position & ~(int64_t)(DIRECT_ALIGN - 1);
@@ -656,7 +693,7 @@ static void read_direct_execute(napi_env env, void *data) {
     ask = (ask + DIRECT_ALIGN - 1) & ~(size_t)(DIRECT_ALIGN - 1);
     if (ask > BOUNCE_BYTES) ask = BOUNCE_BYTES;
     size_t got = 0;
-    int e = pread_full(job->fd, buf, ask, offset, &got);
+    int e = pread_full(job->fd, buf, ask, offset, &got, true);
     if (e != 0) return direct_fail(job, e, "read");
     if (got <= skip) break; /* the file ends here */
     size_t take = got - skip < want - job->result ? got - skip : want - job->result;

@@ -46,11 +46,12 @@ export class DirectWriter extends Writable {
 
   override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
     const buffers = chunks.map((c) => c.chunk);
-    this.track(this.writeAll(buffers, false)).then(() => {
-      const recycle = this.opts.recycle;
-      if (recycle !== undefined) for (const b of buffers) recycle(b);
-      cb();
-    }, cb);
+    this.track(this.writeAll(buffers, false))
+      .then(() => {
+        const recycle = this.opts.recycle;
+        if (recycle !== undefined) for (const b of buffers) recycle(b);
+      })
+      .then(() => cb(), cb);
   }
 
   override _final(cb: (err?: Error | null) => void): void {

@@ -5,7 +5,7 @@
  */
 import { randomUUID, type Hash } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, truncate, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, truncate, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -88,6 +88,23 @@ async function directIoWorks(dir: string): Promise<boolean> {
   } finally {
     await rm(path, { force: true });
   }
+}
+
+/**
+ * Opens `path` with `flags`, and O_DIRECT when `direct`; a file system that refuses the flag
+ * there (a folder mounted apart from `tmp/`, where init checked) gets the page cache instead.
+ * Without O_DIRECT a writer appends (O_APPEND), as FlushingWriter expects.
+ */
+async function openMaybeDirect(path: string, flags: number, direct: boolean): Promise<[FileHandle, boolean]> {
+  if (direct) {
+    try {
+      return [await open(path, flags | constants.O_DIRECT), true];
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EINVAL') throw e;
+    }
+  }
+  const append = (flags & constants.O_RDWR) !== 0 ? constants.O_APPEND : 0;
+  return [await open(path, flags | append), false];
 }
 
 export class FsBlobStore implements BlobStore {
@@ -173,8 +190,8 @@ export class FsBlobStore implements BlobStore {
     const length = range === undefined ? -1 : range.end + 1 - range.start;
     if (range !== undefined && length >= 0 && length <= ONE_READ) return readSmallRange(path, range.start, range.end + 1).catch(unknownIfMissing);
     // A large range is read past the page cache (ADR 0024): the blob was written so.
-    const direct = range !== undefined && this.usesDirectIo(length);
-    const fh = await open(path, direct ? constants.O_RDONLY | constants.O_DIRECT : 'r').catch(unknownIfMissing);
+    const wanted = range !== undefined && this.usesDirectIo(length);
+    const [fh, direct] = await openMaybeDirect(path, constants.O_RDONLY, wanted).catch(unknownIfMissing);
     // Bounded by the size, so a file shorter than it is ends in an error, never a short answer.
     const end = range === undefined ? (await fh.stat()).size : range.end + 1;
     return new FileRangeStream(fh, range?.start ?? 0, end, direct);
@@ -347,8 +364,8 @@ export class FsBlobStore implements BlobStore {
       try {
         // A large body goes past the page cache (ADR 0024), written at the size the session has
         // (read and write: the block that size falls in is completed with the bytes before it).
-        const direct = opts.length !== undefined && this.usesDirectIo(opts.length);
-        const fh = await open(dataPath, direct ? constants.O_RDWR | constants.O_CREAT | constants.O_DIRECT : 'a');
+        const wanted = opts.length !== undefined && this.usesDirectIo(opts.length);
+        const [fh, direct] = await openMaybeDirect(dataPath, constants.O_RDWR | constants.O_CREAT, wanted);
         try {
           writer = direct
             ? new DirectWriter(fh, { position: start, highWaterMark: READ_CHUNK, recycle: opts.recycle })
