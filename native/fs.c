@@ -264,18 +264,44 @@ static int queue_job(napi_env env, napi_value done, const char *fn, napi_async_e
   return 1;
 }
 
+/*
+ * The first step of every call: exactly `want` arguments into `argv` (a TypeError naming `usage`
+ * otherwise), then a zeroed job of `size` bytes. NULL when it threw.
+ */
+static void *start_job(napi_env env, napi_callback_info info, size_t want, napi_value *argv, const char *usage, size_t size) {
+  size_t argc = want;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != want) {
+    char message[160];
+    snprintf(message, sizeof message, "%s: wrong number of arguments", usage);
+    napi_throw_type_error(env, NULL, message);
+    return NULL;
+  }
+  void *job = calloc(1, size);
+  if (job == NULL) napi_throw_error(env, NULL, "out of memory");
+  return job;
+}
+
+/* A file position into *out: a number (else a TypeError), a non-negative integer (else a RangeError). */
+static int position_arg(napi_env env, napi_value value, int64_t *out) {
+  napi_valuetype type;
+  double position = -1;
+  if (napi_typeof(env, value, &type) != napi_ok || type != napi_number) {
+    napi_throw_type_error(env, NULL, "position must be a number");
+    return 0;
+  }
+  /* 2^53: every integer below it is exact in a double, and a file offset never gets there. */
+  if (napi_get_value_double(env, value, &position) != napi_ok || !(position >= 0 && position < 9007199254740992.0) || position != (double)(int64_t)position) {
+    napi_throw_range_error(env, NULL, "position must be a non-negative integer");
+    return 0;
+  }
+  *out = (int64_t)position;
+  return 1;
+}
+
 static napi_value commit_file(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
   napi_value argv[6];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 6) {
-    napi_throw_type_error(env, NULL, "commitFile(path, append, synced, dest, destDir, done): wrong number of arguments");
-    return NULL;
-  }
-  commit_job_t *job = calloc(1, sizeof *job);
-  if (job == NULL) {
-    napi_throw_error(env, NULL, "out of memory");
-    return NULL;
-  }
+  commit_job_t *job = start_job(env, info, 6, argv, "commitFile(path, append, synced, dest, destDir, done)", sizeof *job);
+  if (job == NULL) return NULL;
   napi_valuetype type;
   if (!path_arg(env, argv[0], "path must be a non-empty string shorter than PATH_MAX", job->path)) goto fail;
   napi_typeof(env, argv[1], &type);
@@ -369,17 +395,9 @@ static void folder_complete(napi_env env, napi_status status, void *data) {
 }
 
 static napi_value make_folder(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3) {
-    napi_throw_type_error(env, NULL, "makeFolder(dir, files, done): wrong number of arguments");
-    return NULL;
-  }
-  folder_job_t *job = calloc(1, sizeof *job);
-  if (job == NULL) {
-    napi_throw_error(env, NULL, "out of memory");
-    return NULL;
-  }
+  folder_job_t *job = start_job(env, info, 3, argv, "makeFolder(dir, files, done)", sizeof *job);
+  if (job == NULL) return NULL;
   bool is_array = false;
   uint32_t length = 0;
   if (!path_arg(env, argv[0], "dir must be a non-empty string shorter than PATH_MAX", job->dir)) goto fail;
@@ -467,31 +485,12 @@ static void read_complete(napi_env env, napi_status status, void *data) {
 }
 
 static napi_value read_range(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value argv[4];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 4) {
-    napi_throw_type_error(env, NULL, "readRange(path, position, buffer, done): wrong number of arguments");
-    return NULL;
-  }
-  read_job_t *job = calloc(1, sizeof *job);
-  if (job == NULL) {
-    napi_throw_error(env, NULL, "out of memory");
-    return NULL;
-  }
-  napi_valuetype type;
-  double position = -1;
+  read_job_t *job = start_job(env, info, 4, argv, "readRange(path, position, buffer, done)", sizeof *job);
+  if (job == NULL) return NULL;
   void *bytes = NULL;
   if (!path_arg(env, argv[0], "path must be a non-empty string shorter than PATH_MAX", job->path)) goto fail;
-  if (napi_typeof(env, argv[1], &type) != napi_ok || type != napi_number) {
-    napi_throw_type_error(env, NULL, "position must be a number");
-    goto fail;
-  }
-  /* 2^53: every integer below it is exact in a double, and a file offset never gets there. */
-  if (napi_get_value_double(env, argv[1], &position) != napi_ok || !(position >= 0 && position < 9007199254740992.0) || position != (double)(int64_t)position) {
-    napi_throw_range_error(env, NULL, "position must be a non-negative integer");
-    goto fail;
-  }
-  job->position = (int64_t)position;
+  if (!position_arg(env, argv[1], &job->position)) goto fail;
   if (!bytes_arg(env, argv[2], "buffer must be a Uint8Array", "readRange: could not hold the buffer", &bytes, &job->length, &job->buffer_ref)) goto fail;
   job->buffer = bytes;
   if (!queue_job(env, argv[3], "readRange", read_execute, read_complete, job, &job->work, &job->done_ref)) goto fail;
@@ -735,30 +734,13 @@ static int fd_position_args(napi_env env, napi_value fd, napi_value position, di
     return 0;
   }
   job->fd = (int)value;
-  if (napi_typeof(env, position, &type) != napi_ok || type != napi_number) {
-    napi_throw_type_error(env, NULL, "position must be a number");
-    return 0;
-  }
-  if (napi_get_value_double(env, position, &value) != napi_ok || !(value >= 0 && value < 9007199254740992.0) || value != (double)(int64_t)value) {
-    napi_throw_range_error(env, NULL, "position must be a non-negative integer");
-    return 0;
-  }
-  job->position = (int64_t)value;
-  return 1;
+  return position_arg(env, position, &job->position);
 }
 
 static napi_value append_direct(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
   napi_value argv[5];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 5) {
-    napi_throw_type_error(env, NULL, "appendDirect(fd, position, chunks, final, done): wrong number of arguments");
-    return NULL;
-  }
-  direct_job_t *job = calloc(1, sizeof *job);
-  if (job == NULL) {
-    napi_throw_error(env, NULL, "out of memory");
-    return NULL;
-  }
+  direct_job_t *job = start_job(env, info, 5, argv, "appendDirect(fd, position, chunks, final, done)", sizeof *job);
+  if (job == NULL) return NULL;
   job->fn = "appendDirect";
   bool is_array = false;
   uint32_t length = 0;
@@ -790,17 +772,9 @@ fail:
 }
 
 static napi_value read_direct(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value argv[4];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 4) {
-    napi_throw_type_error(env, NULL, "readDirect(fd, position, buffer, done): wrong number of arguments");
-    return NULL;
-  }
-  direct_job_t *job = calloc(1, sizeof *job);
-  if (job == NULL) {
-    napi_throw_error(env, NULL, "out of memory");
-    return NULL;
-  }
+  direct_job_t *job = start_job(env, info, 4, argv, "readDirect(fd, position, buffer, done)", sizeof *job);
+  if (job == NULL) return NULL;
   job->fn = "readDirect";
   void *ptr = NULL;
   if (!fd_position_args(env, argv[0], argv[1], job)) goto fail;
