@@ -93,6 +93,24 @@ static int write_all(int fd, const unsigned char *bytes, size_t length) {
   return 0;
 }
 
+/*
+ * Reads up to `length` bytes at `offset` (EINTR retried) into *got: 0, or the errno. A short read
+ * is continued, except with `direct`: there it means the end of the file, and a second read would
+ * start at an offset direct I/O need not accept.
+ */
+static int pread_full(int fd, unsigned char *bytes, size_t length, int64_t offset, size_t *got, bool direct) {
+  *got = 0;
+  while (*got < length) {
+    ssize_t n = pread(fd, bytes + *got, length - *got, (off_t)(offset + (int64_t)*got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    if (n == 0) break;
+    *got += (size_t)n;
+    if (direct) break;
+  }
+  return 0;
+}
+
 /* Opens `path` with `flags`, fsyncs and closes it; with `bytes`, writes them all first. */
 static int write_sync_close(commit_job_t *job, const char *path, int flags, const unsigned char *bytes, size_t length) {
   int fd;
@@ -451,16 +469,11 @@ static void read_execute(napi_env env, void *data) {
     job->syscall = "open";
     return;
   }
-  while (job->bytes_read < job->length) {
-    ssize_t n = pread(fd, job->buffer + job->bytes_read, job->length - job->bytes_read, (off_t)(job->position + (int64_t)job->bytes_read));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      job->err = errno;
-      job->syscall = "read";
-      break;
-    }
-    if (n == 0) break; /* the file ends here */
-    job->bytes_read += (size_t)n;
+  /* Fewer bytes than the buffer holds only when the file ends first. */
+  int e = pread_full(fd, job->buffer, job->length, job->position, &job->bytes_read, false);
+  if (e != 0) {
+    job->err = e;
+    job->syscall = "read";
   }
   /* A read-only descriptor: a close error says nothing about the bytes read. */
   close(fd);
@@ -531,24 +544,6 @@ static int pwrite_all(int fd, const unsigned char *bytes, size_t length, int64_t
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return n < 0 ? errno : EIO;
     done += (size_t)n;
-  }
-  return 0;
-}
-
-/*
- * Reads up to `length` bytes at `offset` (EINTR retried) into *got: 0, or the errno. A short read
- * is continued, except with `direct`: there it means the end of the file, and a second read would
- * start at an offset direct I/O need not accept.
- */
-static int pread_full(int fd, unsigned char *bytes, size_t length, int64_t offset, size_t *got, bool direct) {
-  *got = 0;
-  while (*got < length) {
-    ssize_t n = pread(fd, bytes + *got, length - *got, (off_t)(offset + (int64_t)*got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno;
-    if (n == 0) break;
-    *got += (size_t)n;
-    if (direct) break;
   }
   return 0;
 }

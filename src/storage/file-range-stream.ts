@@ -89,8 +89,7 @@ export class FileRangeStream extends Readable {
       this.readAhead();
       return;
     }
-    const left = this.end - this.position;
-    const want = left <= CHUNK + SLACK ? left : CHUNK;
+    const want = this.nextLength();
     if (want <= 0) {
       this.push(null);
       return;
@@ -110,14 +109,19 @@ export class FileRangeStream extends Readable {
     );
   }
 
+  /** Bytes of the next read: a chunk, or all that is left when that is at most a chunk and its slack. */
+  private nextLength(): number {
+    const left = this.end - this.position;
+    return left <= CHUNK + SLACK ? left : CHUNK;
+  }
+
   /**
    * Direct reads wait for the device: DIRECT_AHEAD of them run at once, each into a buffer of
    * its own, and their chunks are pushed in order.
    */
   private readAhead(): void {
     while (this.reads.length < DIRECT_AHEAD && this.position < this.end) {
-      const left = this.end - this.position;
-      const want = left <= CHUNK + SLACK ? left : CHUNK;
+      const want = this.nextLength();
       const buf = readBuffer(this.pool, want);
       const at = this.position;
       this.position += want;
